@@ -1,0 +1,38 @@
+# The two commands: `make demo` and `make test`. Both create .venv when absent.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed-stamp
+
+.PHONY: demo test lint typecheck check docker-engine train-base-image clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/trainyard demo
+
+test: $(STAMP)
+	@bash docker/ensure-engine.sh || echo "make test: no Docker engine could be started; Docker tests will skip"
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+check: lint typecheck test
+
+docker-engine:
+	bash docker/ensure-engine.sh
+
+train-base-image: docker-engine
+	bash docker/build-train-base.sh
+
+clean:
+	rm -rf $(VENV) demo-state .pytest_cache .mypy_cache .ruff_cache

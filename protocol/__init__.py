@@ -1,0 +1,97 @@
+"""The contract shared by hub, stations, trains and clients.
+
+Schemas of every message, signatures, sealed envelopes and content addresses. This
+package imports nothing else of Trainyard.
+"""
+
+from ._crypto import open_sealed as open_sealed
+from ._crypto import seal as seal
+from ._crypto import sign_bytes as sign_bytes
+from ._crypto import sign_envelope as sign_envelope
+from ._crypto import sign_manifest as sign_manifest
+from ._crypto import sign_publication as sign_publication
+from ._crypto import verify_bytes as verify_bytes
+from ._crypto import verify_envelope as verify_envelope
+from ._crypto import verify_manifest as verify_manifest
+from ._crypto import verify_publication as verify_publication
+from ._errors import ContentHashError as ContentHashError
+from ._errors import DecryptionError as DecryptionError
+from ._errors import PolicyError as PolicyError
+from ._errors import ProtocolError as ProtocolError
+from ._errors import SignatureError as SignatureError
+from ._errors import TrainyardError as TrainyardError
+from ._hashing import canonical_json as canonical_json
+from ._hashing import content_address as content_address
+from ._hashing import content_address_for_file as content_address_for_file
+from ._hashing import is_content_address as is_content_address
+from ._hashing import verify_content_address as verify_content_address
+from ._keys import KeyPair as KeyPair
+from ._keys import b64decode as b64decode
+from ._keys import b64encode as b64encode
+from ._keys import generate_key_pair as generate_key_pair
+from ._keys import key_id_for_public_key as key_id_for_public_key
+from ._keys import load_key_pair as load_key_pair
+from ._keys import save_key_pair as save_key_pair
+from ._schemas import CollectionPublication as CollectionPublication
+from ._schemas import CollectionSummary as CollectionSummary
+from ._schemas import Job as Job
+from ._schemas import JobFailure as JobFailure
+from ._schemas import JobStatus as JobStatus
+from ._schemas import OutputSpec as OutputSpec
+from ._schemas import ResultEnvelope as ResultEnvelope
+from ._schemas import ResultPayload as ResultPayload
+from ._schemas import Role as Role
+from ._schemas import SealedBox as SealedBox
+from ._schemas import SignedManifest as SignedManifest
+from ._schemas import StationEnrolled as StationEnrolled
+from ._schemas import StationEnrolment as StationEnrolment
+from ._schemas import TrainKind as TrainKind
+from ._schemas import TrainManifest as TrainManifest
+from ._schemas import utc_now as utc_now
+
+__all__ = [
+    "CollectionPublication",
+    "CollectionSummary",
+    "ContentHashError",
+    "DecryptionError",
+    "Job",
+    "JobFailure",
+    "JobStatus",
+    "KeyPair",
+    "OutputSpec",
+    "PolicyError",
+    "ProtocolError",
+    "ResultEnvelope",
+    "ResultPayload",
+    "Role",
+    "SealedBox",
+    "SignatureError",
+    "SignedManifest",
+    "StationEnrolled",
+    "StationEnrolment",
+    "TrainKind",
+    "TrainManifest",
+    "TrainyardError",
+    "b64decode",
+    "b64encode",
+    "canonical_json",
+    "content_address",
+    "content_address_for_file",
+    "generate_key_pair",
+    "is_content_address",
+    "key_id_for_public_key",
+    "load_key_pair",
+    "open_sealed",
+    "save_key_pair",
+    "seal",
+    "sign_bytes",
+    "sign_envelope",
+    "sign_manifest",
+    "sign_publication",
+    "utc_now",
+    "verify_bytes",
+    "verify_content_address",
+    "verify_envelope",
+    "verify_manifest",
+    "verify_publication",
+]

@@ -1,0 +1,216 @@
+"""Messages exchanged by hub, stations, trains and clients (pydantic v2).
+
+Every model forbids unknown fields, so a typo or an injected field is an error, not
+a silent no-op. Signed messages carry a ``signature`` over the canonical JSON of all
+their other fields (see :mod:`protocol._crypto`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+__all__ = [
+    "CollectionPublication",
+    "CollectionSummary",
+    "Job",
+    "JobFailure",
+    "JobStatus",
+    "OutputSpec",
+    "ResultEnvelope",
+    "ResultPayload",
+    "Role",
+    "SealedBox",
+    "SignedManifest",
+    "StationEnrolled",
+    "StationEnrolment",
+    "TrainKind",
+    "TrainManifest",
+    "utc_now",
+]
+
+ContentAddress = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+PublicKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{43}$")]
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
+_OUTPUT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def utc_now() -> datetime:
+    """Return the current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Role(StrEnum):
+    """What a hub user may do."""
+
+    RESEARCHER = "researcher"
+    STEWARD = "steward"
+    ADMIN = "admin"
+
+
+class TrainKind(StrEnum):
+    """An analysis train returns aggregates; a federated train returns model updates."""
+
+    ANALYSIS = "analysis"
+    FEDERATED = "federated"
+
+
+class JobStatus(StrEnum):
+    """Where one train's job at one station stands."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StationEnrolment(_Message):
+    """A station's first call: it redeems a one-time token and registers its public keys."""
+
+    name: Slug
+    enrolment_token: str = Field(min_length=16, max_length=256)
+    signing_public_key: PublicKey
+    encryption_public_key: PublicKey
+
+
+class StationEnrolled(_Message):
+    """The hub's answer to an enrolment: the station's id and its API token (shown once)."""
+
+    station_id: str
+    api_token: str
+
+
+class CollectionSummary(_Message):
+    """Aggregate counts a station publishes; ``None`` means suppressed (between 1 and k-1)."""
+
+    k: int = Field(ge=2, le=20)
+    subjects: int | None = Field(ge=0)
+    studies: int | None = Field(ge=0)
+    series: int | None = Field(ge=0)
+    instances: int | None = Field(ge=0)
+    modalities: dict[str, int | None]
+    body_parts: dict[str, int | None]
+    manufacturers: dict[str, int | None]
+
+
+class CollectionPublication(_Message):
+    """A station's description of one collection: DCAT metadata as Turtle plus the summary."""
+
+    station: Slug
+    collection: Slug
+    title: str = Field(min_length=1, max_length=300)
+    description: str = Field(default="", max_length=5000)
+    turtle: str = Field(min_length=1, max_length=2_000_000)
+    summary: CollectionSummary
+    published_at: datetime
+    signature: str = ""
+
+
+class OutputSpec(_Message):
+    """One output a train declares; the station refuses anything undeclared."""
+
+    name: str
+    type: Annotated[str, StringConstraints(pattern=r"^(json|csv|safetensors|text)$")] = "json"
+
+    @field_validator("name")
+    @classmethod
+    def _plain_file_name(cls, value: str) -> str:
+        if not _OUTPUT_NAME.match(value) or value in {".", ".."}:
+            raise ValueError("output names are plain file names: letters, digits, '.', '_' or '-'")
+        return value
+
+
+class TrainManifest(_Message):
+    """What a researcher signs: the exact code (by hash), where it may run, who gets results."""
+
+    name: Slug
+    version: str = Field(default="0.1.0", max_length=40)
+    kind: TrainKind = TrainKind.ANALYSIS
+    entrypoint: str = Field(min_length=1, max_length=200)
+    bundle_hash: ContentAddress
+    image_digest: str | None = None
+    outputs: tuple[OutputSpec, ...] = Field(min_length=1, max_length=64)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    project_id: str
+    collections: tuple[str, ...] = Field(min_length=1)
+    researcher: str
+    signing_public_key: PublicKey
+    encryption_public_key: PublicKey
+    created_at: datetime
+    nonce: str = Field(min_length=16, max_length=64)
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _relative_entrypoint(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/"):
+            raise ValueError("the entrypoint is a path inside the train folder")
+        return value
+
+
+class SignedManifest(_Message):
+    """A train manifest with the researcher's Ed25519 signature over its canonical JSON."""
+
+    manifest: TrainManifest
+    signature: str
+
+
+class Job(_Message):
+    """One train at one station and collection, as the station receives it."""
+
+    job_id: str
+    train_id: str
+    station: Slug
+    collection: Slug
+    signed_manifest: SignedManifest
+    issued_at: datetime
+
+
+class SealedBox(_Message):
+    """Bytes sealed for one recipient: X25519 agreement, HKDF-SHA256, AES-256-GCM."""
+
+    recipient_key_id: str
+    ephemeral_public_key: PublicKey
+    nonce: str
+    ciphertext: str
+    associated_data: str = ""
+
+
+class JobFailure(_Message):
+    """Why a job failed, in words the station chose; never raw train output."""
+
+    reason: str = Field(max_length=2000)
+    exit_code: int | None = None
+
+
+class ResultPayload(_Message):
+    """What the researcher finds inside the sealed box."""
+
+    job_id: str
+    station: Slug
+    collection: Slug
+    files: dict[str, str]
+    executor: str
+    started_at: datetime
+    finished_at: datetime
+
+
+class ResultEnvelope(_Message):
+    """A station's signed upload: the sealed payload, or a failure the hub may read."""
+
+    job_id: str
+    train_id: str
+    station: Slug
+    status: JobStatus
+    sealed: SealedBox | None = None
+    failure: JobFailure | None = None
+    created_at: datetime
+    signature: str = ""
