@@ -69,7 +69,9 @@ def _unsigned_bytes(message: BaseModel) -> bytes:
 
 def sign_manifest(manifest: TrainManifest, key: Ed25519PrivateKey) -> SignedManifest:
     """Sign a train manifest with the researcher's key."""
-    return SignedManifest(manifest=manifest, signature=sign_bytes(key, canonical_json(manifest.model_dump(mode="json"))))
+    return SignedManifest(
+        manifest=manifest, signature=sign_bytes(key, canonical_json(manifest.model_dump(mode="json")))
+    )
 
 
 def verify_manifest(signed: SignedManifest, *, expected_public_key: str | None = None) -> TrainManifest:

@@ -48,7 +48,9 @@ def b64decode(text: str) -> bytes:
         raise ProtocolError(f"malformed base64url text: {exc}") from exc
 
 
-def public_key_from_text(text: str, kind: type[Ed25519PublicKey] | type[X25519PublicKey]) -> Ed25519PublicKey | X25519PublicKey:
+def public_key_from_text(
+    text: str, kind: type[Ed25519PublicKey] | type[X25519PublicKey]
+) -> Ed25519PublicKey | X25519PublicKey:
     """Parse a base64url public key of the given kind; raise ProtocolError when malformed."""
     raw = b64decode(text)
     if len(raw) != 32:
