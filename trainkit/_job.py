@@ -1,0 +1,188 @@
+"""Read the job a station hands to a train.
+
+The station writes ``/job/job.json`` and names the train's folders in environment
+variables (see ``station/executors/_base.py``):
+
+=====================  ====================  =====================================
+variable               default               what
+=====================  ====================  =====================================
+``TRAINYARD_JOB``      ``/job/job.json``     the job file
+``TRAINYARD_DATA``     ``/data``             the collection, read-only
+``TRAINYARD_OUT``      ``/out``              the only writable folder
+``TRAINYARD_TRAIN``    ``/train``            the train's own files, read-only
+=====================  ====================  =====================================
+
+The job file is a JSON object::
+
+    {"job_id": "...", "station": "...", "collection": "...",
+     "parameters": {"k": 5},
+     "outputs": [{"name": "cohort.json", "type": "json"}]}
+
+``outputs`` entries may also be bare names. A full ``protocol.Job`` document (with a
+``signed_manifest``) is understood as well. Parameters are the ``[parameters]`` table of
+the train's ``train.toml`` updated with the job's parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._errors import TrainkitError
+from ._outputs import OutputWriter, is_plain_file_name
+
+__all__ = ["Job", "job"]
+
+DEFAULT_JOB_FILE = "/job/job.json"
+DEFAULT_DATA_DIR = "/data"
+DEFAULT_OUT_DIR = "/out"
+DEFAULT_TRAIN_DIR = "/train"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Job:
+    """One run of a train at one station, as the train sees it.
+
+    Attributes
+    ----------
+    job_id, station, collection
+        Which job this is, where it runs and on which collection.
+    data_dir
+        The collection's files (read-only).
+    train_dir
+        The train's own files (read-only).
+    parameters
+        ``train.toml`` defaults updated with the job's parameters.
+    declared_outputs
+        Output name → type (``json``, ``csv``, ``text`` or ``safetensors``).
+    out
+        The writer for the declared outputs.
+    """
+
+    job_id: str
+    station: str
+    collection: str
+    data_dir: Path
+    train_dir: Path
+    parameters: dict[str, Any] = field(default_factory=dict)
+    declared_outputs: dict[str, str] = field(default_factory=dict)
+    out: OutputWriter
+
+
+def _string_field(document: Mapping[str, Any], key: str, *, required: bool, source: Path) -> str:
+    """Read one string field of the job document."""
+    value = document.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise TrainkitError(f"job file {source}: {key!r} must be a non-empty string")
+    return value
+
+
+def _parse_outputs(raw: Any, *, source: Path) -> dict[str, str]:
+    """Turn the job's ``outputs`` list into name → type."""
+    if not isinstance(raw, list | tuple):
+        raise TrainkitError(f"job file {source}: 'outputs' must be a list")
+    outputs: dict[str, str] = {}
+    for entry in raw:
+        if isinstance(entry, str):
+            name, kind = entry, "json" if entry.endswith(".json") else "text"
+        elif isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
+            name, kind = entry["name"], str(entry.get("type", "json"))
+        else:
+            raise TrainkitError(f"job file {source}: each output is a name or {{'name': ..., 'type': ...}}")
+        if not is_plain_file_name(name):
+            raise TrainkitError(f"job file {source}: output name {name!r} is not a plain file name")
+        outputs[name] = kind
+    return outputs
+
+
+def _read_train_toml(train_dir: Path) -> dict[str, Any]:
+    """Read ``train.toml`` from the train folder; empty when there is none."""
+    path = train_dir / "train.toml"
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise TrainkitError(f"cannot read {path}: {exc}") from exc
+
+
+def _read_job_document(path: Path) -> dict[str, Any]:
+    """Load the job file as a JSON object, with a clear error when it is missing or broken."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise TrainkitError(
+            f"no job file at {path}; a train runs inside a station (set TRAINYARD_JOB to run it by hand)"
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TrainkitError(f"cannot read the job file {path}: {exc}") from exc
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TrainkitError(f"job file {path} is not valid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise TrainkitError(f"job file {path} must hold a JSON object")
+    return document
+
+
+def job() -> Job:
+    """Read the current job from the job file and the ``TRAINYARD_*`` environment.
+
+    Returns
+    -------
+    Job
+        The job, with an output writer bound to the output folder.
+
+    Raises
+    ------
+    TrainkitError
+        When the job file is missing, not JSON, or lacks a field; or ``train.toml`` is broken.
+
+    Examples
+    --------
+    >>> import trainkit
+    >>> current = trainkit.job()  # doctest: +SKIP
+    >>> k = int(current.parameters["k"])  # doctest: +SKIP
+    >>> current.out.write_json("cohort.json", {"k": k})  # doctest: +SKIP
+    """
+    source = Path(os.environ.get("TRAINYARD_JOB") or DEFAULT_JOB_FILE)
+    data_dir = Path(os.environ.get("TRAINYARD_DATA") or DEFAULT_DATA_DIR)
+    out_dir = Path(os.environ.get("TRAINYARD_OUT") or DEFAULT_OUT_DIR)
+    train_dir = Path(os.environ.get("TRAINYARD_TRAIN") or DEFAULT_TRAIN_DIR)
+
+    document = _read_job_document(source)
+    signed = document.get("signed_manifest", {})
+    manifest = signed.get("manifest", {}) if isinstance(signed, Mapping) else None
+    if not isinstance(manifest, Mapping):
+        raise TrainkitError(f"job file {source}: 'signed_manifest.manifest' must be an object")
+    toml = _read_train_toml(train_dir)
+
+    parameters = document.get("parameters", manifest.get("parameters", {}))
+    if not isinstance(parameters, Mapping):
+        raise TrainkitError(f"job file {source}: 'parameters' must be an object")
+    defaults = toml.get("parameters", {})
+    merged = {**(defaults if isinstance(defaults, Mapping) else {}), **parameters}
+
+    raw_outputs = document.get("outputs", manifest.get("outputs", toml.get("outputs")))
+    if raw_outputs is None:
+        raise TrainkitError(f"job file {source}: no 'outputs' declared")
+    outputs = _parse_outputs(raw_outputs, source=source)
+
+    return Job(
+        job_id=_string_field(document, "job_id", required=True, source=source),
+        station=_string_field(document, "station", required=False, source=source),
+        collection=_string_field(document, "collection", required=False, source=source),
+        data_dir=data_dir,
+        train_dir=train_dir,
+        parameters=merged,
+        declared_outputs=outputs,
+        out=OutputWriter(out_dir, outputs),
+    )
