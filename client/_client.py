@@ -1,0 +1,265 @@
+"""The researcher's, steward's and admin's Python client for a Trainyard hub.
+
+Method names follow the hub's operation ids. Private keys stay in this process: the
+client signs manifests and opens sealed results locally.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from protocol import (
+    KeyPair,
+    ProtocolError,
+    ResultEnvelope,
+    ResultPayload,
+    SignedManifest,
+    TrainManifest,
+    TrainyardError,
+    b64decode,
+    content_address,
+    open_sealed,
+    sign_manifest,
+    utc_now,
+    verify_envelope,
+)
+
+from ._bundle import build_bundle, read_train_config
+
+__all__ = ["ClientError", "JobResult", "TrainyardClient"]
+
+_COLLECTIONS_QUERY = """
+query Collections($modality: String, $bodyPart: String, $minSubjects: Int) {
+  collections(modality: $modality, bodyPart: $bodyPart, minSubjects: $minSubjects) {
+    id iri station collection title description subjects studies series instances
+    modalities { value count } bodyParts { value count } manufacturers { value count }
+  }
+}
+"""
+
+
+class ClientError(TrainyardError):
+    """The hub refused a request; ``status`` is the HTTP status, the message its reason."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A decrypted, verified result of one job."""
+
+    payload: ResultPayload
+
+    def json_output(self, name: str) -> Any:
+        """Decode the declared output ``name`` as JSON."""
+        try:
+            return json.loads(b64decode(self.payload.files[name]))
+        except KeyError as exc:
+            raise ProtocolError(f"the result of job {self.payload.job_id} has no output {name!r}") from exc
+
+
+class TrainyardClient:
+    """A thin, typed client of the hub's HTTP API.
+
+    Parameters
+    ----------
+    base_url
+        The hub, e.g. ``http://127.0.0.1:8000``.
+    token
+        A bearer token from :meth:`login`, if already known.
+    transport
+        An httpx transport (tests pass an ASGI or mock transport).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self._http = httpx.Client(base_url=base_url, transport=transport, timeout=timeout)
+        self.token = token
+
+    def __enter__(self) -> TrainyardClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = dict(kwargs.pop("headers", {}))
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            response = self._http.request(method, path, headers=headers, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach the hub at {self._http.base_url}: {exc}") from exc
+        if response.is_error:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise ClientError(f"{method} {path} failed ({response.status_code}): {detail}", status=response.status_code)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._request(method, path, **kwargs).json()
+
+    # people
+    def login(self, username: str, password: str) -> dict[str, Any]:
+        """Log in and keep the bearer token for later calls."""
+        answer: dict[str, Any] = self._json("POST", "/auth/login", json={"username": username, "password": password})
+        self.token = answer["access_token"]
+        return answer
+
+    def read_user_me(self) -> dict[str, Any]:
+        """Who the token belongs to."""
+        result: dict[str, Any] = self._json("GET", "/users/me")
+        return result
+
+    def update_keys(self, keys: KeyPair) -> dict[str, Any]:
+        """Register the public halves of a key pair; private keys never leave this process."""
+        body = {"signing_public_key": keys.signing_public, "encryption_public_key": keys.encryption_public}
+        result: dict[str, Any] = self._json("PUT", "/users/me/keys", json=body)
+        return result
+
+    def create_user(self, *, username: str, password: str, role: str, station: str | None = None) -> dict[str, Any]:
+        """Create a user (admin only)."""
+        body = {"username": username, "password": password, "role": role, "station": station}
+        result: dict[str, Any] = self._json("POST", "/users", json=body)
+        return result
+
+    # stations and catalog
+    def create_enrolment_token(self, station: str) -> str:
+        """Create a one-time enrolment token for a station (admin only)."""
+        return str(self._json("POST", "/stations/enrolment-tokens", json={"station": station})["token"])
+
+    def read_stations(self) -> list[dict[str, Any]]:
+        """List enrolled stations with their public keys."""
+        data: list[dict[str, Any]] = self._json("GET", "/stations")["data"]
+        return data
+
+    def search_collections(
+        self, *, modality: str | None = None, body_part: str | None = None, min_subjects: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Search the catalog through GraphQL."""
+        variables = {"modality": modality, "bodyPart": body_part, "minSubjects": min_subjects}
+        answer = self._json("POST", "/graphql", json={"query": _COLLECTIONS_QUERY, "variables": variables})
+        if answer.get("errors"):
+            raise ClientError("catalog search failed: " + "; ".join(error["message"] for error in answer["errors"]))
+        collections: list[dict[str, Any]] = answer["data"]["collections"]
+        return collections
+
+    # governance
+    def create_project(self, *, title: str, purpose: str) -> dict[str, Any]:
+        """Create a project owned by the current researcher."""
+        result: dict[str, Any] = self._json("POST", "/projects", json={"title": title, "purpose": purpose})
+        return result
+
+    def create_access_request(self, *, project_id: str, collections: list[str]) -> dict[str, Any]:
+        """Ask for access to collections across stations: one decision per collection."""
+        body = {"project_id": project_id, "collections": collections}
+        result: dict[str, Any] = self._json("POST", "/access-requests", json=body)
+        return result
+
+    def read_access_requests(self) -> list[dict[str, Any]]:
+        """Access requests visible to the current user."""
+        data: list[dict[str, Any]] = self._json("GET", "/access-requests")["data"]
+        return data
+
+    def decide(self, request_id: str, decision_id: str, *, approve: bool, comment: str = "") -> dict[str, Any]:
+        """Approve or reject one decision of an access request (the station's steward)."""
+        verb = "approve" if approve else "reject"
+        path = f"/access-requests/{request_id}/decisions/{decision_id}/{verb}"
+        result: dict[str, Any] = self._json("POST", path, json={"comment": comment})
+        return result
+
+    # trains and results
+    def upload_artifact(self, data: bytes) -> str:
+        """Upload bytes under their content address; return the address."""
+        address = content_address(data)
+        headers = {"Content-Type": "application/octet-stream"}
+        self._request("PUT", f"/artifacts/{address}", content=data, headers=headers)
+        return address
+
+    def submit_train(
+        self,
+        train_dir: Path,
+        *,
+        keys: KeyPair,
+        researcher: str,
+        project_id: str,
+        collections: list[str],
+        parameters: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Bundle a train folder, upload it, sign its manifest and submit it."""
+        config = read_train_config(train_dir)
+        bundle_hash = self.upload_artifact(build_bundle(train_dir))
+        manifest = TrainManifest(
+            name=config.name,
+            version=config.version,
+            kind=config.kind,
+            entrypoint=config.entrypoint,
+            bundle_hash=bundle_hash,
+            outputs=config.outputs,
+            parameters={**config.parameters, **(parameters or {})},
+            project_id=project_id,
+            collections=tuple(collections),
+            researcher=researcher,
+            signing_public_key=keys.signing_public,
+            encryption_public_key=keys.encryption_public,
+            created_at=utc_now(),
+            nonce=secrets.token_hex(16),
+        )
+        return self.create_train(sign_manifest(manifest, keys.signing))
+
+    def create_train(self, signed: SignedManifest) -> dict[str, Any]:
+        """Submit a signed manifest; the hub creates one job per collection."""
+        result: dict[str, Any] = self._json("POST", "/trains", json=signed.model_dump(mode="json"))
+        return result
+
+    def read_train(self, train_id: str) -> dict[str, Any]:
+        """A train with the status of each of its jobs."""
+        result: dict[str, Any] = self._json("GET", f"/trains/{train_id}")
+        return result
+
+    def read_job_result(self, job_id: str) -> ResultEnvelope:
+        """The sealed, signed envelope a station uploaded for a job."""
+        return ResultEnvelope.model_validate(self._json("GET", f"/jobs/{job_id}/result"))
+
+    def fetch_result(self, job_id: str, *, keys: KeyPair) -> JobResult:
+        """Download a job's result, verify the station's signature and decrypt it locally.
+
+        Raises
+        ------
+        SignatureError
+            When the envelope is not signed by the station the job ran at.
+        DecryptionError
+            When the result was not sealed for ``keys`` or was changed.
+        """
+        envelope = self.read_job_result(job_id)
+        stations = {station["name"]: station for station in self.read_stations()}
+        if envelope.station not in stations:
+            raise ProtocolError(f"the result names an unknown station {envelope.station!r}")
+        verify_envelope(envelope, stations[envelope.station]["signing_public_key"])
+        if envelope.sealed is None:
+            reason = envelope.failure.reason if envelope.failure else "no reason given"
+            raise ClientError(f"job {job_id} at {envelope.station} failed: {reason}")
+        payload = ResultPayload.model_validate_json(open_sealed(envelope.sealed, keys.encryption))
+        if payload.job_id != envelope.job_id or payload.station != envelope.station:
+            raise ProtocolError("the sealed result belongs to another job or station")
+        return JobResult(payload=payload)

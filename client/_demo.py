@@ -1,0 +1,326 @@
+"""``trainyard demo``: a hub and three stations on loopback, and a researcher's whole flow.
+
+Synthetic DICOM collections → harvest and publish → catalog search → access request →
+steward approvals → the cohort-stats train at every station → results fetched, verified
+and decrypted on the researcher's side.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from protocol import TrainyardError, generate_key_pair, save_key_pair
+
+from ._client import TrainyardClient
+from ._federation import FederationError, LocalFederation, run_cli
+
+__all__ = ["DEMO_SITES", "DemoResult", "default_train_dir", "run_demo"]
+
+
+@dataclass(frozen=True)
+class DemoSite:
+    """One fictional hospital of the demo federation."""
+
+    station: str
+    collection: str
+    title: str
+
+
+DEMO_SITES = (
+    DemoSite("northvale", "thorax-neuro", "Northvale University Hospital — thorax CT and neuro MR"),
+    DemoSite("riverside", "thorax-neuro", "Riverside Medical Centre — thorax CT and neuro MR"),
+    DemoSite("lakeshore", "thorax-neuro", "Lakeshore Clinic — thorax CT and neuro MR"),
+)
+_RESEARCHER = "rosa"
+_JOB_TIMEOUT_S = 300.0
+
+
+@dataclass
+class DemoResult:
+    """What the demo's researcher ends up with."""
+
+    state_dir: Path
+    hub_url: str
+    search_hits: list[dict[str, Any]] = field(default_factory=list)
+    job_status: dict[str, str] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def default_train_dir() -> Path:
+    """The cohort-stats example train of this source tree."""
+    return Path(__file__).resolve().parents[1] / "examples" / "trains" / "cohort-stats"
+
+
+def _prepare_state(state_dir: Path, console: Console) -> None:
+    if state_dir.exists():
+        if not (state_dir / "demo.json").exists():
+            raise FederationError(f"{state_dir} exists and is not a demo state; choose another --state")
+        console.print(f"[dim]Replacing the earlier demo state in {state_dir}[/dim]")
+        shutil.rmtree(state_dir)
+    state_dir.mkdir(parents=True)
+    (state_dir / "demo.json").write_text(json.dumps({"kind": "trainyard-demo"}), encoding="utf-8")
+
+
+def _prepare_station(
+    federation: LocalFederation, site: DemoSite, index: int, *, seed: int, token: str, patients: int
+) -> str:
+    state = federation.station_state(site.station)
+    data = federation.state_dir / "data" / site.station
+    log = federation.logs / f"setup-{site.station}.log"
+    run_cli(
+        ["station", "synth", str(data), "--site-index", str(index), "--seed", str(seed), "--patients", str(patients)],
+        log=log,
+    )
+    run_cli(
+        [
+            "station",
+            "enrol",
+            "--state",
+            str(state),
+            "--hub",
+            federation.hub_url,
+            "--name",
+            site.station,
+            "--token",
+            token,
+        ],
+        log=log,
+    )
+    run_cli(
+        [
+            "station",
+            "harvest",
+            str(data),
+            "--state",
+            str(state),
+            "--collection",
+            site.collection,
+            "--title",
+            site.title,
+        ],
+        log=log,
+    )
+    run_cli(["station", "publish", "--state", str(state)], log=log)
+    return site.station
+
+
+def _step(console: Console, text: str) -> None:
+    console.print(f"\n[bold cyan]▶ {text}[/bold cyan]")
+
+
+def _search_table(hits: list[dict[str, Any]]) -> Table:
+    table = Table(title="Catalog search: modality CT", title_justify="left")
+    for column in ("collection", "subjects", "studies", "series", "modalities", "manufacturers"):
+        table.add_column(column)
+
+    def _values(items: list[dict[str, Any]]) -> str:
+        return ", ".join(f"{item['value']} ({item['count'] if item['count'] is not None else '<k'})" for item in items)
+
+    for hit in hits:
+        counts = [str(hit[key]) if hit[key] is not None else "<k" for key in ("subjects", "studies", "series")]
+        table.add_row(hit["id"], *counts, _values(hit["modalities"]), _values(hit["manufacturers"]))
+    return table
+
+
+def _wait_for_jobs(
+    client: TrainyardClient, federation: LocalFederation, train_id: str, console: Console
+) -> dict[str, str]:
+    done = {"succeeded", "failed", "cancelled"}
+    deadline = time.monotonic() + _JOB_TIMEOUT_S
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+    )
+    with Progress(*columns, TimeElapsedColumn(), console=console, transient=False) as progress:
+        train = client.read_train(train_id)
+        task = progress.add_task("cohort-stats running at the stations", total=len(train["jobs"]))
+        while True:
+            train = client.read_train(train_id)
+            statuses = {job["station"]: job["status"] for job in train["jobs"]}
+            finished = sum(status in done for status in statuses.values())
+            running = ", ".join(f"{station}: {status}" for station, status in sorted(statuses.items()))
+            progress.update(task, completed=finished, description=f"cohort-stats — {running}")
+            if finished == len(statuses):
+                return statuses
+            if time.monotonic() > deadline:
+                raise FederationError(f"jobs did not finish within {_JOB_TIMEOUT_S:.0f} s: {statuses}")
+            federation.check_alive()
+            time.sleep(0.3)
+
+
+def run_demo(
+    state_dir: Path,
+    *,
+    seed: int = 7,
+    executor: str = "sandbox",
+    patients: int = 16,
+    train_dir: Path | None = None,
+    console: Console | None = None,
+    on_result: Callable[[DemoResult], None] | None = None,
+) -> DemoResult:
+    """Run the whole federation flow once and leave its state in ``state_dir``.
+
+    Parameters
+    ----------
+    state_dir
+        Where the hub, the stations and the researcher keep their state.
+    seed
+        Seeds the synthetic collections, so two runs print the same statistics.
+    executor
+        The stations' executor: ``sandbox``, ``docker`` or ``auto``.
+    """
+    console = console or Console()
+    train_dir = train_dir or default_train_dir()
+    started = time.monotonic()
+    _prepare_state(state_dir, console)
+    admin_password = f"demo-admin-{seed}"
+    passwords = {_RESEARCHER: f"demo-{_RESEARCHER}-{seed}"} | {
+        f"steward-{site.station}": f"demo-steward-{site.station}-{seed}" for site in DEMO_SITES
+    }
+    credentials = {"admin": admin_password} | passwords
+    credentials_path = state_dir / "credentials.json"
+    credentials_path.write_text(json.dumps(credentials, indent=2), encoding="utf-8")
+    credentials_path.chmod(0o600)
+
+    with LocalFederation(state_dir) as federation:
+        result = DemoResult(state_dir=state_dir, hub_url=federation.hub_url)
+        _step(console, f"Starting the hub on {federation.hub_url}")
+        federation.start_hub(admin_password=admin_password)
+        admin = TrainyardClient(federation.hub_url)
+        admin.login("admin", admin_password)
+        for site in DEMO_SITES:
+            steward = f"steward-{site.station}"
+            admin.create_user(username=steward, password=passwords[steward], role="steward", station=site.station)
+        admin.create_user(username=_RESEARCHER, password=passwords[_RESEARCHER], role="researcher")
+        console.print(f"  admin, researcher '{_RESEARCHER}' and one steward per station created")
+
+        _step(console, "Stations: synthesise DICOM, enrol, harvest headers, publish collections")
+        tokens = [admin.create_enrolment_token(site.station) for site in DEMO_SITES]
+        with ThreadPoolExecutor(max_workers=len(DEMO_SITES)) as pool:
+            futures = [
+                pool.submit(
+                    _prepare_station, federation, site, index, seed=seed, token=tokens[index], patients=patients
+                )
+                for index, site in enumerate(DEMO_SITES)
+            ]
+            for future in futures:
+                console.print(f"  [green]✓[/green] {future.result()} published its collection")
+        for site in DEMO_SITES:
+            federation.start_station(site.station, executor=executor)
+        console.print(f"  station agents long-polling the hub (executor: {executor})")
+
+        _step(console, f"Researcher '{_RESEARCHER}' creates keys on her machine and searches the catalog")
+        keys = generate_key_pair()
+        save_key_pair(keys, state_dir / "researcher" / "keys")
+        researcher = TrainyardClient(federation.hub_url)
+        researcher.login(_RESEARCHER, passwords[_RESEARCHER])
+        researcher.update_keys(keys)
+        result.search_hits = researcher.search_collections(modality="CT", min_subjects=5)
+        console.print(_search_table(result.search_hits))
+        if not result.search_hits:
+            raise FederationError("the catalog search found no collection")
+
+        _step(console, "Project and access request to every collection found")
+        project = researcher.create_project(
+            title="Cohort overview for lung screening",
+            purpose="Describe age, sex and modality mix per site (DUO:0000007)",
+        )
+        collection_ids = [hit["id"] for hit in result.search_hits]
+        request = researcher.create_access_request(project_id=project["id"], collections=collection_ids)
+        console.print(f"  request {request['id'][:8]} → {len(request['decisions'])} decisions, one per station")
+
+        _step(console, "Each station's data steward approves")
+        for site in DEMO_SITES:
+            steward = TrainyardClient(federation.hub_url)
+            steward.login(f"steward-{site.station}", passwords[f"steward-{site.station}"])
+            for pending in steward.read_access_requests():
+                for decision in pending["decisions"]:
+                    if decision["station"] == site.station and decision["status"] == "pending":
+                        steward.decide(pending["id"], decision["id"], approve=True, comment="Approved for the demo")
+                        console.print(f"  [green]✓[/green] {decision['collection']} approved by steward-{site.station}")
+            steward.close()
+
+        _step(console, "Submitting the signed cohort-stats train")
+        train = researcher.submit_train(
+            train_dir, keys=keys, researcher=_RESEARCHER, project_id=project["id"], collections=collection_ids
+        )
+        console.print(f"  train {train['id'][:8]} → {len(train['jobs'])} jobs")
+        result.job_status = _wait_for_jobs(researcher, federation, train["id"], console)
+
+        _step(console, "Fetching, verifying and decrypting the results on the researcher's machine")
+        for job in researcher.read_train(train["id"])["jobs"]:
+            if job["status"] != "succeeded":
+                reason = (job.get("failure") or {}).get("reason", "no reason given")
+                console.print(f"  [red]✗[/red] {job['station']}: {job['status']} — {reason}")
+                continue
+            fetched = researcher.fetch_result(job["id"], keys=keys)
+            result.results[job["station"]] = fetched.json_output("cohort.json")
+        researcher.close()
+        admin.close()
+    result.seconds = time.monotonic() - started
+    if on_result:
+        on_result(result)
+    return result
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "<k"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def print_results(result: DemoResult, console: Console) -> None:
+    """Print the decrypted cohort statistics as tables, one column per station."""
+    stations = sorted(result.results)
+    if not stations:
+        console.print("[red]No results were decrypted.[/red]")
+        return
+    sections: dict[str, set[str]] = {}
+    for cohort in result.results.values():
+        for section, values in cohort.items():
+            if isinstance(values, dict):
+                sections.setdefault(section, set()).update(values)
+    for section, keys in sections.items():
+        table = Table(title=section.replace("_", " "), title_justify="left")
+        table.add_column("")
+        for station in stations:
+            table.add_column(station, justify="right")
+        for key in sorted(keys):
+            row = []
+            for station in stations:
+                value = result.results[station].get(section, {}).get(key)
+                row.append(json.dumps(value) if isinstance(value, dict) else _fmt(value))
+            table.add_row(key, *row)
+        console.print(table)
+    scalars = sorted(
+        {key for cohort in result.results.values() for key, value in cohort.items() if not isinstance(value, dict)}
+    )
+    if scalars:
+        table = Table(title="totals", title_justify="left")
+        table.add_column("")
+        for station in stations:
+            table.add_column(station, justify="right")
+        for key in scalars:
+            table.add_row(key, *(_fmt(result.results[station].get(key)) for station in stations))
+        console.print(table)
+
+
+def explain_failure(error: TrainyardError, console: Console) -> None:
+    """Print a failed demo's reason without a traceback."""
+    console.print(f"\n[bold red]The demo stopped:[/bold red] {error}")

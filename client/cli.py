@@ -1,0 +1,219 @@
+"""The ``trainyard`` command: the researcher's commands, plus ``hub`` and ``station`` groups."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hub.cli import app as hub_app
+from protocol import TrainyardError, b64decode, generate_key_pair, load_key_pair, save_key_pair
+from station.cli import app as station_app
+
+from ._client import TrainyardClient
+from ._demo import explain_failure, print_results, run_demo
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="trainyard",
+    help="Trainyard: a federated imaging catalog that sends analysis and training trains to the data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(hub_app, name="hub", help="Run and administer a hub.")
+app.add_typer(station_app, name="station", help="Run a station next to a hospital's DICOM export.")
+keys_app = typer.Typer(help="Your signing and encryption keys (they never leave this machine).", no_args_is_help=True)
+train_app = typer.Typer(help="Submit trains and follow their jobs.", no_args_is_help=True)
+results_app = typer.Typer(help="Fetch, verify and decrypt results.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(train_app, name="train")
+app.add_typer(results_app, name="results")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _config_dir() -> Path:
+    return Path(os.environ.get("TRAINYARD_CONFIG_DIR", Path.home() / ".config" / "trainyard"))
+
+
+def _profile() -> dict[str, Any]:
+    path = _config_dir() / "profile.json"
+    if not path.exists():
+        raise typer.BadParameter("not logged in: run 'trainyard login --hub URL --user NAME' first")
+    profile: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return profile
+
+
+def _client() -> TrainyardClient:
+    profile = _profile()
+    return TrainyardClient(profile["hub"], token=profile["token"])
+
+
+def _passphrase() -> bytes | None:
+    value = os.environ.get("TRAINYARD_KEY_PASSPHRASE")
+    return value.encode() if value else None
+
+
+def _fail(error: TrainyardError) -> NoReturn:
+    err_console.print(f"[bold red]error:[/bold red] {error}")
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def demo(
+    state: Annotated[Path, typer.Option(help="Where the demo federation keeps its state.")] = Path("demo-state"),
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic collections.")] = 7,
+    executor: Annotated[str, typer.Option(help="Station executor: sandbox, docker or auto.")] = "sandbox",
+    patients: Annotated[int, typer.Option(min=5, max=500, help="Synthetic patients per station.")] = 16,
+) -> None:
+    """Run a hub and three stations on loopback and a researcher's flow end to end."""
+    if executor not in {"sandbox", "docker", "auto"}:
+        raise typer.BadParameter("choose sandbox, docker or auto", param_hint="--executor")
+    console.rule("[bold]Trainyard demo[/bold]")
+    try:
+        result = run_demo(state, seed=seed, executor=executor, patients=patients, console=console)
+    except TrainyardError as error:
+        explain_failure(error, console)
+        raise typer.Exit(code=1) from error
+    console.rule("[bold]Decrypted cohort statistics (aggregates only; counts below k suppressed)[/bold]")
+    print_results(result, console)
+    console.print(f"\nDone in {result.seconds:.1f} s. The federation's state is in [bold]{state}[/bold].")
+    console.print(f"Explore it again: [bold]trainyard hub serve --state {state / 'hub'}[/bold] → /docs, /graphql")
+    console.print(f"Demo log-ins are in {state / 'credentials.json'}.")
+    if len(result.results) != len(result.job_status):
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def login(
+    hub: Annotated[str, typer.Option(help="The hub's URL.")],
+    user: Annotated[str, typer.Option(help="Your user name.")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, envvar="TRAINYARD_PASSWORD")],
+) -> None:
+    """Log in to a hub and remember the token for later commands."""
+    client = TrainyardClient(hub)
+    try:
+        answer = client.login(user, password)
+    except TrainyardError as error:
+        _fail(error)
+    directory = _config_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "profile.json"
+    path.write_text(json.dumps({"hub": hub, "token": answer["access_token"], "user": user}), encoding="utf-8")
+    path.chmod(0o600)
+    console.print(f"Logged in to {hub} as {user} ({answer['user']['role']}).")
+
+
+@keys_app.command("init")
+def keys_init(
+    directory: Annotated[Path | None, typer.Option("--dir", help="Where to keep the private keys.")] = None,
+    register: Annotated[bool, typer.Option(help="Register the public keys with the hub you are logged in to.")] = True,
+) -> None:
+    """Create your Ed25519 signing and X25519 encryption keys (passphrase from TRAINYARD_KEY_PASSPHRASE)."""
+    directory = directory or _config_dir() / "keys"
+    if (directory / "signing.pem").exists():
+        raise typer.BadParameter(f"{directory} already holds keys; move them away first", param_hint="--dir")
+    keys = generate_key_pair()
+    save_key_pair(keys, directory, passphrase=_passphrase())
+    console.print(f"Keys written to {directory} (key id {keys.key_id}).")
+    if register:
+        try:
+            _client().update_keys(keys)
+        except TrainyardError as error:
+            _fail(error)
+        console.print("Public keys registered with the hub.")
+
+
+@app.command()
+def search(
+    modality: Annotated[str | None, typer.Option(help="DICOM modality, e.g. CT or MR.")] = None,
+    body_part: Annotated[str | None, typer.Option(help="DICOM body part, e.g. CHEST.")] = None,
+    min_subjects: Annotated[int | None, typer.Option(min=0, help="At least this many subjects.")] = None,
+) -> None:
+    """Search the catalog for collections."""
+    try:
+        hits = _client().search_collections(modality=modality, body_part=body_part, min_subjects=min_subjects)
+    except TrainyardError as error:
+        _fail(error)
+    table = Table("collection", "title", "subjects", "modalities")
+    for hit in hits:
+        modalities = ", ".join(item["value"] for item in hit["modalities"])
+        table.add_row(
+            hit["id"], hit["title"], str(hit["subjects"] if hit["subjects"] is not None else "<k"), modalities
+        )
+    console.print(table)
+
+
+@train_app.command("submit")
+def train_submit(
+    train_dir: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="The train folder (with train.toml).")
+    ],
+    project: Annotated[str, typer.Option(help="The project id.")],
+    collection: Annotated[list[str], typer.Option(help="A collection id 'station/collection'; repeat for more.")],
+    keys_dir: Annotated[Path | None, typer.Option("--keys", help="Your key folder.")] = None,
+) -> None:
+    """Bundle, sign and submit a train to the collections your project may use."""
+    try:
+        keys = load_key_pair(keys_dir or _config_dir() / "keys", passphrase=_passphrase())
+        train = _client().submit_train(
+            train_dir, keys=keys, researcher=_profile()["user"], project_id=project, collections=collection
+        )
+    except TrainyardError as error:
+        _fail(error)
+    console.print(f"Train {train['id']} submitted: {len(train['jobs'])} jobs.")
+
+
+@train_app.command("status")
+def train_status(train_id: Annotated[str, typer.Argument(help="The train id.")]) -> None:
+    """Show the status of a train's jobs."""
+    try:
+        train = _client().read_train(train_id)
+    except TrainyardError as error:
+        _fail(error)
+    table = Table("job", "station", "collection", "status", "reason")
+    for job in train["jobs"]:
+        table.add_row(
+            job["id"], job["station"], job["collection"], job["status"], (job.get("failure") or {}).get("reason", "")
+        )
+    console.print(table)
+
+
+@results_app.command("get")
+def results_get(
+    train_id: Annotated[str, typer.Argument(help="The train id.")],
+    out: Annotated[Path, typer.Option(help="Where to write the decrypted outputs.")] = Path("results"),
+    keys_dir: Annotated[Path | None, typer.Option("--keys", help="Your key folder.")] = None,
+) -> None:
+    """Download every finished job's result, verify the station's signature and decrypt it here."""
+    try:
+        keys = load_key_pair(keys_dir or _config_dir() / "keys", passphrase=_passphrase())
+        client = _client()
+        for job in client.read_train(train_id)["jobs"]:
+            if job["status"] != "succeeded":
+                console.print(f"{job['station']}: {job['status']}")
+                continue
+            result = client.fetch_result(job["id"], keys=keys)
+            target = out / job["station"]
+            target.mkdir(parents=True, exist_ok=True)
+            for name, data in result.payload.files.items():
+                (target / name).write_bytes(b64decode(data))
+            console.print(f"{job['station']}: {', '.join(result.payload.files)} → {target}")
+    except TrainyardError as error:
+        _fail(error)
+
+
+def main() -> None:
+    """Entry point of the ``trainyard`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

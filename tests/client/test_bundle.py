@@ -1,0 +1,83 @@
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from client import build_bundle, read_train_config
+from protocol import ProtocolError, TrainKind, content_address
+
+TRAIN_TOML = """
+name = "tiny"
+kind = "analysis"
+entrypoint = "main.py"
+outputs = [{ name = "out.json", type = "json" }]
+
+[parameters]
+k = { default = 5 }
+"""
+
+
+@pytest.fixture()
+def train_dir(tmp_path: Path) -> Path:
+    (tmp_path / "train.toml").write_text(TRAIN_TOML)
+    (tmp_path / "main.py").write_text("print('hi')\n")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "helper.py").write_text("X = 1\n")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "main.cpython-311.pyc").write_bytes(b"junk")
+    return tmp_path
+
+
+def test_read_train_config(train_dir: Path) -> None:
+    config = read_train_config(train_dir)
+
+    assert (config.name, config.kind, config.entrypoint) == ("tiny", TrainKind.ANALYSIS, "main.py")
+    assert [output.name for output in config.outputs] == ["out.json"]
+    assert config.parameters == {"k": 5}
+
+
+def test_build_bundle_is_reproducible(train_dir: Path) -> None:
+    first = build_bundle(train_dir)
+    os.utime(train_dir / "main.py", (1, 1))
+
+    assert content_address(build_bundle(train_dir)) == content_address(first)
+
+
+def test_build_bundle_skips_caches(train_dir: Path) -> None:
+    with tarfile.open(fileobj=io.BytesIO(build_bundle(train_dir))) as tar:
+        names = tar.getnames()
+
+    assert names == ["lib/helper.py", "main.py", "train.toml"]
+
+
+def test_build_bundle_refuses_symlink(train_dir: Path) -> None:
+    (train_dir / "escape").symlink_to("/etc/passwd")
+
+    with pytest.raises(ProtocolError, match="symbolic link"):
+        build_bundle(train_dir)
+
+
+def test_read_train_config_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ProtocolError, match=r"no train\.toml"):
+        read_train_config(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name = ", "not valid TOML"),
+        ('name = "tiny"\nentrypoint = "main.py"\n', "misses the key 'outputs'"),
+        ('name = "Tiny Train"\nentrypoint = "main.py"\noutputs = [{name = "a.json"}]\n', "lower-case"),
+        ('name = "tiny"\nentrypoint = "nope.py"\noutputs = [{name = "a.json"}]\n', "does not exist"),
+        ('name = "tiny"\nentrypoint = "main.py"\noutputs = [{name = "../a.json"}]\n', "plain file names"),
+        ('name = "tiny"\nkind = "magic"\nentrypoint = "main.py"\noutputs = [{name = "a.json"}]\n', "magic"),
+    ],
+)
+def test_read_train_config_bad_input(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "train.toml").write_text(text)
+    (tmp_path / "main.py").write_text("")
+
+    with pytest.raises(ProtocolError, match=message):
+        read_train_config(tmp_path)
