@@ -1,0 +1,64 @@
+"""Station settings, read from the environment (prefix ``TRAINYARD_STATION_``).
+
+Every default is the safe one: k-anonymity 5, isolation required, tight run limits.
+Settings are built when asked for, never at import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEFAULT_STATE_DIR", "ExecutorName", "StationSettings"]
+
+DEFAULT_STATE_DIR = Path("station-state")
+
+ExecutorName = Literal["auto", "sandbox", "docker"]
+
+
+class StationSettings(BaseSettings):
+    """How one station runs.
+
+    Parameters
+    ----------
+    state_dir
+        Where the station keeps its identity, keys, index, collections, work and outbox.
+    k_anonymity
+        Counts between 1 and ``k - 1`` are published as suppressed.
+    executor
+        ``"sandbox"`` (bubblewrap), ``"docker"``, or ``"auto"``: Docker when an engine answers
+        and the train image exists, else the sandbox.
+    allow_unisolated
+        Development only: run trains as a plain subprocess when bubblewrap cannot start.
+    train_image
+        The image Docker runs when a manifest names no image digest.
+    poll_wait_s
+        How long one long-poll for the next job waits at the hub.
+    timeout_s, memory_mb, cpus, pids
+        Limits of every train run.
+    max_bundle_mb, max_output_mb
+        Size caps of a downloaded train bundle (unpacked) and of the outputs of one job.
+
+    Examples
+    --------
+    >>> StationSettings(state_dir=Path("/tmp/s")).k_anonymity
+    5
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TRAINYARD_STATION_", extra="ignore")
+
+    state_dir: Path = DEFAULT_STATE_DIR
+    k_anonymity: int = Field(default=5, ge=2, le=20)
+    executor: ExecutorName = "auto"
+    allow_unisolated: bool = False
+    train_image: str = "trainyard/train-base:0.1"
+    poll_wait_s: int = Field(default=25, ge=0, le=60)
+    timeout_s: float = Field(default=600.0, gt=0)
+    memory_mb: int = Field(default=2048, ge=64)
+    cpus: float = Field(default=1.0, gt=0)
+    pids: int = Field(default=256, ge=8)
+    max_bundle_mb: int = Field(default=256, ge=1)
+    max_output_mb: int = Field(default=64, ge=1)

@@ -1,0 +1,382 @@
+"""The DICOM harvester: files → headers → a station-local SQLite index.
+
+Layered from lazy to convenient, like pydicom's reader:
+
+- :func:`iter_dicom_paths` walks a folder and yields candidate files (any name, with or
+  without ``.dcm``);
+- :func:`read_header` reads only the few header attributes the catalog needs
+  (``stop_before_pixels`` and ``specific_tags``: pixel data is never read);
+- :func:`index_collection` stores them in :class:`DicomIndex` (tables ``patient``,
+  ``study``, ``series``, ``instance``), with the patient id replaced by an HMAC-SHA256
+  pseudonym keyed by a per-station secret.
+
+The index never holds a raw patient id, name or birth date: only the pseudonym, sex and a
+ten-year age band.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import sqlite3
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+
+__all__ = [
+    "REQUIRED_KEYWORDS",
+    "DicomHeader",
+    "DicomIndex",
+    "IndexReport",
+    "SkippedFile",
+    "age_band_for_age",
+    "index_collection",
+    "iter_dicom_paths",
+    "pseudonym_for_patient_id",
+    "read_header",
+]
+
+REQUIRED_KEYWORDS = ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "Modality")
+_OPTIONAL_KEYWORDS = (
+    "PatientID",
+    "PatientSex",
+    "PatientAge",
+    "PatientBirthDate",
+    "StudyDate",
+    "BodyPartExamined",
+    "Manufacturer",
+    "SOPClassUID",
+)
+_AGE_UNITS_PER_YEAR = {"Y": 1.0, "M": 12.0, "W": 52.1775, "D": 365.25}
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS patient (
+    collection TEXT NOT NULL, pseudonym TEXT NOT NULL, sex TEXT, age_band TEXT,
+    PRIMARY KEY (collection, pseudonym));
+CREATE TABLE IF NOT EXISTS study (
+    collection TEXT NOT NULL, study_uid TEXT NOT NULL, pseudonym TEXT NOT NULL,
+    PRIMARY KEY (collection, study_uid));
+CREATE TABLE IF NOT EXISTS series (
+    collection TEXT NOT NULL, series_uid TEXT NOT NULL, study_uid TEXT NOT NULL,
+    modality TEXT NOT NULL, body_part TEXT, manufacturer TEXT,
+    PRIMARY KEY (collection, series_uid));
+CREATE TABLE IF NOT EXISTS instance (
+    collection TEXT NOT NULL, sop_uid TEXT NOT NULL, series_uid TEXT NOT NULL, path TEXT NOT NULL,
+    PRIMARY KEY (collection, sop_uid));
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DicomHeader:
+    """The header attributes of one DICOM file that the index needs (never pixel data)."""
+
+    path: Path
+    sop_instance_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    modality: str
+    patient_id: str | None = None
+    patient_sex: str | None = None
+    patient_age: str | None = None
+    patient_birth_date: str | None = None
+    study_date: str | None = None
+    body_part: str | None = None
+    manufacturer: str | None = None
+    sop_class_uid: str | None = None
+
+    def __repr__(self) -> str:
+        return f"DicomHeader(path={str(self.path)!r}, modality={self.modality!r})"
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file the indexer did not index, and why."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(kw_only=True)
+class IndexReport:
+    """What one harvest did."""
+
+    collection: str
+    indexed: int = 0
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+
+def iter_dicom_paths(root: Path) -> Iterator[Path]:
+    """Yield every regular file under ``root``, recursively, in a stable order.
+
+    Hidden files and folders (names starting with ``.``) and symbolic links are left out;
+    whether a file is DICOM is decided by :func:`read_header`, not by its name.
+
+    Raises
+    ------
+    NotADirectoryError
+        When ``root`` is not a folder.
+    """
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root} is not a folder")
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(folder) / name
+            if not name.startswith(".") and not path.is_symlink() and path.is_file():
+                yield path
+
+
+def _text(dataset: Any, keyword: str) -> str | None:
+    value = dataset.get(keyword)
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def read_header(path: Path) -> DicomHeader | SkippedFile:
+    """Read the catalog attributes of one file, never its pixel data.
+
+    Returns
+    -------
+    DicomHeader or SkippedFile
+        The header, or the reason the file cannot be indexed (not DICOM, unreadable, or
+        missing one of :data:`REQUIRED_KEYWORDS`).
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> read_header(Path(get_testdata_file("CT_small.dcm"))).modality
+    'CT'
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dataset = dcmread(path, stop_before_pixels=True, specific_tags=[*REQUIRED_KEYWORDS, *_OPTIONAL_KEYWORDS])
+        values = {keyword: _text(dataset, keyword) for keyword in (*REQUIRED_KEYWORDS, *_OPTIONAL_KEYWORDS)}
+    except InvalidDicomError:
+        return SkippedFile(path, "not a DICOM file (no 'DICM' preamble)")
+    except Exception as exc:  # pydicom raises many kinds on damaged files
+        return SkippedFile(path, f"unreadable DICOM ({type(exc).__name__})")
+    missing = [keyword for keyword in REQUIRED_KEYWORDS if not values[keyword]]
+    if missing:
+        return SkippedFile(path, f"missing required attributes: {', '.join(missing)}")
+    return DicomHeader(
+        path=path,
+        sop_instance_uid=str(values["SOPInstanceUID"]),
+        series_instance_uid=str(values["SeriesInstanceUID"]),
+        study_instance_uid=str(values["StudyInstanceUID"]),
+        modality=str(values["Modality"]).upper(),
+        patient_id=values["PatientID"],
+        patient_sex=(values["PatientSex"] or "").upper() or None,
+        patient_age=values["PatientAge"],
+        patient_birth_date=values["PatientBirthDate"],
+        study_date=values["StudyDate"],
+        body_part=(values["BodyPartExamined"] or "").upper() or None,
+        manufacturer=values["Manufacturer"],
+        sop_class_uid=values["SOPClassUID"],
+    )
+
+
+def pseudonym_for_patient_id(patient_id: str, secret: bytes) -> str:
+    """Return the HMAC-SHA256 pseudonym (hex) of a patient id under the station's secret."""
+    return hmac.new(secret, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _parse_da(value: str | None) -> date | None:
+    if not value or len(value) < 8 or not value[:8].isdigit():
+        return None
+    try:
+        return date(int(value[:4]), int(value[4:6]), int(value[6:8]))
+    except ValueError:
+        return None
+
+
+def _age_in_years(header: DicomHeader) -> float | None:
+    age = (header.patient_age or "").strip().upper()
+    if len(age) == 4 and age[:3].isdigit() and age[3] in _AGE_UNITS_PER_YEAR:
+        return int(age[:3]) / _AGE_UNITS_PER_YEAR[age[3]]
+    born, seen = _parse_da(header.patient_birth_date), _parse_da(header.study_date)
+    if born and seen and seen >= born:
+        return (seen - born).days / 365.25
+    return None
+
+
+def age_band_for_age(years: float | None) -> str | None:
+    """Return the decade band of an age: ``"50-59"``, or ``"90+"`` from 90 on.
+
+    Examples
+    --------
+    >>> age_band_for_age(54.0)
+    '50-59'
+    """
+    if years is None or years < 0:
+        return None
+    decade = int(years // 10) * 10
+    return "90+" if decade >= 90 else f"{decade}-{decade + 9}"
+
+
+class DicomIndex:
+    """The station-local SQLite index of every harvested collection.
+
+    Parameters
+    ----------
+    path
+        The ``index.sqlite`` file; created with its tables when absent.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.connection = sqlite3.connect(path)
+        self.connection.executescript(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"DicomIndex(path={str(self.path)!r})"
+
+    def __enter__(self) -> DicomIndex:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self.connection.close()
+
+    def _column(self, sql: str, *args: str) -> list[str]:
+        return [str(row[0]) for row in self.connection.execute(sql, args)]
+
+    def clear_collection(self, collection: str) -> None:
+        """Forget every row of one collection."""
+        with self.connection:
+            self._delete_collection_rows(collection)
+
+    def _delete_collection_rows(self, collection: str) -> None:
+        """Delete one collection's rows inside the caller's transaction."""
+        for table in ("instance", "series", "study", "patient"):
+            self.connection.execute(f"DELETE FROM {table} WHERE collection = ?", (collection,))  # noqa: S608
+
+    def add_header(self, collection: str, header: DicomHeader, *, secret: bytes) -> None:
+        """Store one header; the patient id is pseudonymised before it reaches the database."""
+        patient_key = header.patient_id or f"study:{header.study_instance_uid}"
+        pseudonym = pseudonym_for_patient_id(patient_key, secret)
+        sql = self.connection.execute
+        sql(
+            "INSERT OR IGNORE INTO patient VALUES (?, ?, ?, ?)",
+            (collection, pseudonym, header.patient_sex, age_band_for_age(_age_in_years(header))),
+        )
+        sql("INSERT OR IGNORE INTO study VALUES (?, ?, ?)", (collection, header.study_instance_uid, pseudonym))
+        sql(
+            "INSERT OR IGNORE INTO series VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                collection,
+                header.series_instance_uid,
+                header.study_instance_uid,
+                header.modality,
+                header.body_part,
+                header.manufacturer,
+            ),
+        )
+        sql(
+            "INSERT OR REPLACE INTO instance VALUES (?, ?, ?, ?)",
+            (collection, header.sop_instance_uid, header.series_instance_uid, str(header.path)),
+        )
+
+    def collections(self) -> list[str]:
+        """Return the slugs of every indexed collection."""
+        return self._column("SELECT DISTINCT collection FROM patient ORDER BY collection")
+
+    def subjects_for_collection(self, collection: str) -> list[str]:
+        """Return the pseudonyms of every subject of a collection."""
+        return self._column("SELECT pseudonym FROM patient WHERE collection = ? ORDER BY pseudonym", collection)
+
+    def studies_for_subject(self, collection: str, pseudonym: str) -> list[str]:
+        """Return the Study Instance UIDs of one subject."""
+        sql = "SELECT study_uid FROM study WHERE collection = ? AND pseudonym = ? ORDER BY study_uid"
+        return self._column(sql, collection, pseudonym)
+
+    def series_for_study(self, collection: str, study_uid: str) -> list[str]:
+        """Return the Series Instance UIDs of one study."""
+        sql = "SELECT series_uid FROM series WHERE collection = ? AND study_uid = ? ORDER BY series_uid"
+        return self._column(sql, collection, study_uid)
+
+    def instances_for_series(self, collection: str, series_uid: str) -> list[str]:
+        """Return the SOP Instance UIDs of one series."""
+        sql = "SELECT sop_uid FROM instance WHERE collection = ? AND series_uid = ? ORDER BY sop_uid"
+        return self._column(sql, collection, series_uid)
+
+    def count_for_table(self, collection: str, table: str) -> int:
+        """Return the number of rows of ``patient``, ``study``, ``series`` or ``instance`` in a collection."""
+        if table not in {"patient", "study", "series", "instance"}:
+            raise ValueError(f"unknown index table {table!r}")
+        row = self.connection.execute(f"SELECT COUNT(*) FROM {table} WHERE collection = ?", (collection,)).fetchone()  # noqa: S608
+        return int(row[0])
+
+    def subject_counts_for_attribute(self, collection: str, attribute: str) -> dict[str, int]:
+        """Return, per value of a series attribute, the number of distinct subjects having it.
+
+        ``attribute`` is ``modality``, ``body_part`` or ``manufacturer``; series without a
+        value are left out.
+        """
+        if attribute not in {"modality", "body_part", "manufacturer"}:
+            raise ValueError(f"unknown series attribute {attribute!r}")
+        sql = (
+            f"SELECT s.{attribute}, COUNT(DISTINCT st.pseudonym) FROM series s "  # noqa: S608
+            "JOIN study st ON st.collection = s.collection AND st.study_uid = s.study_uid "
+            f"WHERE s.collection = ? AND s.{attribute} IS NOT NULL GROUP BY s.{attribute} ORDER BY s.{attribute}"
+        )
+        return {str(value): int(count) for value, count in self.connection.execute(sql, (collection,))}
+
+
+def index_collection(
+    root: Path,
+    index: DicomIndex,
+    *,
+    collection: str,
+    secret: bytes,
+    on_progress: Callable[[Path, int], None] | None = None,
+) -> IndexReport:
+    """Index every DICOM file under ``root`` as ``collection``, replacing its previous rows.
+
+    Parameters
+    ----------
+    root
+        The folder holding the collection's files.
+    index
+        Where to store the rows.
+    collection
+        The collection's slug.
+    secret
+        The station's pseudonymisation secret.
+    on_progress
+        Called after each file with its path and the number of files seen so far.
+
+    Returns
+    -------
+    IndexReport
+        How many files were indexed, and which were skipped and why.
+    """
+    report = IndexReport(collection=collection)
+    paths = list(iter_dicom_paths(root))
+    with index.connection:  # one transaction: a failed harvest leaves the previous rows
+        index._delete_collection_rows(collection)
+        for seen, path in enumerate(paths, start=1):
+            header = read_header(path)
+            if isinstance(header, SkippedFile):
+                report.skipped.append(header)
+            else:
+                index.add_header(collection, header, secret=secret)
+                report.indexed += 1
+            if on_progress is not None:
+                on_progress(path, seen)
+    return report
