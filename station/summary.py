@@ -12,7 +12,7 @@ from protocol import CollectionSummary
 
 from .indexer import DicomIndex
 
-__all__ = ["suppress_count", "summarise_collection"]
+__all__ = ["summarise_collection", "suppress_count"]
 
 
 def suppress_count(count: int, k: int) -> int | None:

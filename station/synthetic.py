@@ -3,7 +3,7 @@
 Each site gets its own scanner vendor (site 0 SIEMENS, 1 GE MEDICAL SYSTEMS, 2 Philips)
 and a site-dependent intensity offset, so a federated train sees a realistic site effect.
 Every patient has one or two studies: CT chest, CT abdomen or MR head, each one series of a
-few 64×64 slices with ellipse "anatomy" plus noise. Output is deterministic for a seed:
+few 64 x 64 slices with ellipse "anatomy" plus noise. Output is deterministic for a seed:
 same seed, same UIDs, headers and pixels.
 """
 
@@ -18,10 +18,11 @@ from numpy.typing import NDArray
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
     MRImageStorage,
-    PYDICOM_IMPLEMENTATION_UID,
     generate_uid,
 )
 
@@ -93,7 +94,7 @@ def _mr_slice(rng: np.random.Generator, z: float, offset: float) -> NDArray[np.u
     return np.clip(np.round(values), 0, 65535).astype(np.uint16)
 
 
-def _base_dataset(sop_class: str, sop_uid: str) -> Dataset:
+def _base_dataset(sop_class: UID, sop_uid: UID) -> Dataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = sop_uid
@@ -145,8 +146,8 @@ def write_synthetic_collection(
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {"studies": 0, "series": 0, "instances": 0}
 
-    def uid(*parts: object) -> str:
-        return str(generate_uid(entropy_srcs=[str(seed), str(site_index), *map(str, parts)]))
+    def uid(*parts: object) -> UID:
+        return generate_uid(entropy_srcs=[str(seed), str(site_index), *map(str, parts)])
 
     for p in range(patients):
         patient_id = f"SYN{site_index}-{seed % 1000:03d}-{p:04d}"
