@@ -1,0 +1,166 @@
+"""Typed dependencies: the session, who is calling, role checks and load-and-authorise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from hub import crud
+from hub.blobs import BlobStore
+from hub.catalog.store import CatalogStore
+from hub.core.config import Settings
+from hub.core.wakeups import StationWakeups
+from hub.models import Job, Station, Train, User
+from protocol import Role
+
+__all__ = [
+    "AdminUser",
+    "ArtifactsDep",
+    "CatalogDep",
+    "CurrentCaller",
+    "CurrentStation",
+    "CurrentUser",
+    "EngineDep",
+    "OwnedJob",
+    "OwnedTrain",
+    "ResearcherUser",
+    "SessionDep",
+    "SettingsDep",
+    "StewardUser",
+    "TokenDep",
+    "VaultDep",
+    "WakeupsDep",
+    "require_role",
+]
+
+_bearer = HTTPBearer(auto_error=False, description="A user's token from /auth/login, or a station's API token")
+
+
+def _get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def _get_catalog(request: Request) -> CatalogStore:
+    catalog: CatalogStore = request.app.state.catalog
+    return catalog
+
+
+def _get_artifacts(request: Request) -> BlobStore:
+    artifacts: BlobStore = request.app.state.artifacts
+    return artifacts
+
+
+def _get_vault(request: Request) -> BlobStore:
+    vault: BlobStore = request.app.state.vault
+    return vault
+
+
+def _get_wakeups(request: Request) -> StationWakeups:
+    wakeups: StationWakeups = request.app.state.wakeups
+    return wakeups
+
+
+SettingsDep = Annotated[Settings, Depends(_get_settings)]
+EngineDep = Annotated[Engine, Depends(_get_engine)]
+CatalogDep = Annotated[CatalogStore, Depends(_get_catalog)]
+ArtifactsDep = Annotated[BlobStore, Depends(_get_artifacts)]
+VaultDep = Annotated[BlobStore, Depends(_get_vault)]
+WakeupsDep = Annotated[StationWakeups, Depends(_get_wakeups)]
+
+
+def _get_session(engine: EngineDep) -> Iterator[Session]:
+    with Session(engine) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(_get_session)]
+TokenDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _unauthorised(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _get_current_user(session: SessionDep, credentials: TokenDep) -> User:
+    if credentials is None:
+        raise _unauthorised("log in first: send 'Authorization: Bearer <token>' from POST /auth/login")
+    user = crud.get_user_for_token(session=session, token=credentials.credentials)
+    if user is None:
+        raise _unauthorised("the token is unknown or expired: log in again")
+    return user
+
+
+def _get_current_station(session: SessionDep, credentials: TokenDep) -> Station:
+    if credentials is None:
+        raise _unauthorised("send the station's API token as 'Authorization: Bearer <token>'")
+    station = crud.get_station_for_token(session=session, token=credentials.credentials)
+    if station is None:
+        raise _unauthorised("the station token is unknown or revoked: enrol the station again")
+    return station
+
+
+def _get_current_caller(session: SessionDep, credentials: TokenDep) -> User | Station:
+    if credentials is None:
+        raise _unauthorised("send a user's or a station's token as 'Authorization: Bearer <token>'")
+    user = crud.get_user_for_token(session=session, token=credentials.credentials)
+    if user is not None:
+        return user
+    station = crud.get_station_for_token(session=session, token=credentials.credentials)
+    if station is None:
+        raise _unauthorised("the token is unknown or expired")
+    return station
+
+
+CurrentUser = Annotated[User, Depends(_get_current_user)]
+CurrentStation = Annotated[Station, Depends(_get_current_station)]
+CurrentCaller = Annotated[User | Station, Depends(_get_current_caller)]
+
+
+def require_role(role: Role) -> Callable[[User], User]:
+    """Return a dependency that lets only users of ``role`` through (403 for the others)."""
+
+    def _check(user: CurrentUser) -> User:
+        if user.role != role:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"only a {role.value} may do this")
+        return user
+
+    return _check
+
+
+AdminUser = Annotated[User, Depends(require_role(Role.ADMIN))]
+ResearcherUser = Annotated[User, Depends(require_role(Role.RESEARCHER))]
+StewardUser = Annotated[User, Depends(require_role(Role.STEWARD))]
+
+
+def _get_owned_train(train_id: str, session: SessionDep, user: CurrentUser) -> Train:
+    train = crud.get_train(session=session, train_id=train_id)
+    if train is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no train {train_id!r}")
+    if train.owner != user.username:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="this train belongs to another researcher")
+    return train
+
+
+def _get_owned_job(job_id: str, session: SessionDep, user: CurrentUser) -> Job:
+    job = crud.get_job(session=session, job_id=job_id)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job {job_id!r}")
+    train = crud.get_train(session=session, train_id=job.train_id)
+    if train is None or train.owner != user.username:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="this job belongs to another researcher's train")
+    return job
+
+
+OwnedTrain = Annotated[Train, Depends(_get_owned_train)]
+OwnedJob = Annotated[Job, Depends(_get_owned_job)]

@@ -1,0 +1,21 @@
+"""The API router: one router per resource."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from hub.api.routes import access_requests, artifacts, auth, catalog, graphql, jobs, projects, stations, trains, users
+
+__all__ = ["api_router"]
+
+api_router = APIRouter()
+api_router.include_router(auth.router)
+api_router.include_router(users.router)
+api_router.include_router(stations.router)
+api_router.include_router(catalog.router)
+api_router.include_router(projects.router)
+api_router.include_router(access_requests.router)
+api_router.include_router(artifacts.router)
+api_router.include_router(trains.router)
+api_router.include_router(jobs.router)
+api_router.include_router(graphql.router)

@@ -1,0 +1,222 @@
+"""Stations: enrolment, publishing collections, the job long-poll and result uploads.
+
+Every call here is opened by the station; the hub never calls into a hospital.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from hub import crud
+from hub.api.deps import (
+    AdminUser,
+    CatalogDep,
+    CurrentStation,
+    CurrentUser,
+    EngineDep,
+    SessionDep,
+    SettingsDep,
+    VaultDep,
+    WakeupsDep,
+)
+from hub.catalog.store import graph_iri_for_collection
+from hub.models import (
+    CollectionPublic,
+    EnrolmentTokenCreate,
+    EnrolmentTokenPublic,
+    JobPublic,
+    StationPublic,
+    StationsPublic,
+)
+from protocol import (
+    CollectionPublication,
+    JobStatus,
+    ProtocolError,
+    ResultEnvelope,
+    SignatureError,
+    SignedManifest,
+    StationEnrolled,
+    StationEnrolment,
+    canonical_json,
+    content_address,
+    verify_envelope,
+    verify_publication,
+)
+from protocol import Job as JobMessage
+
+router = APIRouter(prefix="/stations", tags=["stations"])
+
+_FINISHED = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+
+
+@router.post("/enrolment-tokens", status_code=status.HTTP_201_CREATED)
+def create_enrolment_token(
+    body: EnrolmentTokenCreate, session: SessionDep, settings: SettingsDep, admin: AdminUser
+) -> EnrolmentTokenPublic:
+    """Issue a one-time token that lets one station enrol (admins only)."""
+    token, row = crud.create_enrolment_token(
+        session=session, station=body.station, created_by=admin, ttl_s=settings.enrolment_token_ttl_s
+    )
+    return EnrolmentTokenPublic(token=token, station=row.station, expires_at=row.expires_at)
+
+
+@router.post("/enrol", status_code=status.HTTP_201_CREATED)
+def enrol_station(enrolment: StationEnrolment, session: SessionDep, settings: SettingsDep) -> StationEnrolled:
+    """Redeem an enrolment token: register the station's public keys and get its API token."""
+    if not crud.redeem_enrolment_token(session=session, token=enrolment.enrolment_token, station=enrolment.name):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"the enrolment token is unknown, already used, expired or not for station {enrolment.name!r}",
+        )
+    station = crud.enrol_station(session=session, enrolment=enrolment)
+    token = crud.create_station_token(session=session, station=station, ttl_s=settings.station_token_ttl_s)
+    return StationEnrolled(station_id=station.id, api_token=token)
+
+
+@router.get("")
+def read_stations(session: SessionDep, _user: CurrentUser) -> StationsPublic:
+    """List the enrolled stations."""
+    stations = [StationPublic.from_station(station) for station in crud.list_stations(session=session)]
+    return StationsPublic(data=stations, count=len(stations))
+
+
+@router.put("/me/collections/{collection}")
+def publish_collection(
+    collection: str,
+    publication: CollectionPublication,
+    session: SessionDep,
+    station: CurrentStation,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+) -> CollectionPublic:
+    """Publish (or replace) one of the calling station's collections in the catalog."""
+    try:
+        verify_publication(publication, station.signing_public_key)
+    except SignatureError as exc:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, detail=f"the publication is not signed by station {station.id!r}: {exc}"
+        ) from exc
+    if publication.station != station.id:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"station {station.id!r} cannot publish for station {publication.station!r}",
+        )
+    if publication.collection != collection:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail=f"the path names collection {collection!r} but the publication is for {publication.collection!r}",
+        )
+    graph_iri = graph_iri_for_collection(settings.base_iri, station.id, collection)
+    try:
+        catalog.replace_graph(graph_iri, publication.turtle)
+    except ProtocolError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
+    row = crud.upsert_collection(session=session, publication=publication, graph_iri=graph_iri)
+    return CollectionPublic.from_collection(row)
+
+
+def _claim_next_job(engine: Engine, station_id: str) -> JobMessage | None:
+    with Session(engine) as session:
+        crud.touch_station(session=session, station_id=station_id)
+        claimed = crud.claim_next_job(session=session, station_id=station_id)
+        if claimed is None:
+            return None
+        job, train = claimed
+        return JobMessage(
+            job_id=job.id,
+            train_id=train.id,
+            station=job.station_id,
+            collection=job.collection,
+            signed_manifest=SignedManifest.model_validate(train.signed_manifest),
+            issued_at=job.created_at,
+        )
+
+
+@router.get(
+    "/me/jobs/next",
+    response_model=JobMessage,
+    responses={status.HTTP_204_NO_CONTENT: {"description": "no job arrived within the wait"}},
+)
+async def read_next_job(
+    station: CurrentStation,
+    engine: EngineDep,
+    settings: SettingsDep,
+    wakeups: WakeupsDep,
+    wait: Annotated[float, Query(ge=0, description="seconds to wait for a job (capped by the hub)")] = 0,
+) -> JobMessage | Response:
+    """Long-poll for the station's oldest queued job; it becomes running when delivered."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(wait, settings.long_poll_max_s)
+    with wakeups.listen(station.id) as woken:
+        while True:
+            woken.clear()  # cleared before the look, so a job created after it still wakes us
+            job = await anyio.to_thread.run_sync(_claim_next_job, engine, station.id)
+            if job is not None:
+                return job
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return Response(status_code=status.HTTP_204_NO_CONTENT)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), timeout=min(remaining, settings.long_poll_recheck_s))
+
+
+@router.post("/me/jobs/{job_id}/result", status_code=status.HTTP_202_ACCEPTED)
+def upload_job_result(
+    job_id: str,
+    envelope: ResultEnvelope,
+    response: Response,
+    session: SessionDep,
+    station: CurrentStation,
+    vault: VaultDep,
+) -> JobPublic:
+    """Store a job's signed, sealed result (the same envelope again is a no-op)."""
+    job = crud.get_job(session=session, job_id=job_id)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job {job_id!r}")
+    if job.station_id != station.id:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"job {job_id!r} is not for station {station.id!r}")
+    try:
+        verify_envelope(envelope, station.signing_public_key)
+    except SignatureError as exc:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, detail=f"the envelope is not signed by station {station.id!r}: {exc}"
+        ) from exc
+    if envelope.job_id != job.id or envelope.train_id != job.train_id or envelope.station != station.id:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, detail="the envelope names another job, train or station than this upload"
+        )
+    if envelope.status not in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="a result's status is 'succeeded' or 'failed'")
+    if envelope.status == JobStatus.SUCCEEDED and envelope.sealed is None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="a succeeded result carries its sealed payload")
+    data = canonical_json(envelope.model_dump(mode="json"))
+    address = content_address(data)
+    existing = crud.get_result(session=session, job_id=job.id)
+    if existing is None and job.status in _FINISHED:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"job {job.id!r} is already {job.status.value}")
+    if existing is None:
+        vault.put_bytes(data)  # the file is durable before the row that points at it
+        try:
+            crud.record_result(
+                session=session, job=job, envelope=envelope, address=address, path=vault.relative_path_for(address)
+            )
+            return JobPublic.from_job(job)
+        except IntegrityError:  # a concurrent upload of the same job won the race
+            session.rollback()
+            existing = crud.get_result(session=session, job_id=job.id)
+            assert existing is not None
+    if existing.address != address:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail=f"job {job.id!r} already has another result; results are final"
+        )
+    session.refresh(job)
+    response.status_code = status.HTTP_200_OK
+    return JobPublic.from_job(job)

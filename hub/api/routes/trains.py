@@ -1,0 +1,76 @@
+"""Trains: a researcher's signed manifest becomes one job per granted collection."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+
+from hub import crud
+from hub.api.deps import ArtifactsDep, OwnedTrain, ResearcherUser, SessionDep, WakeupsDep
+from hub.models import Collection, TrainPublic, TrainsPublic
+from protocol import SignatureError, SignedManifest, verify_manifest
+
+router = APIRouter(prefix="/trains", tags=["trains"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_train(
+    signed: SignedManifest, session: SessionDep, user: ResearcherUser, artifacts: ArtifactsDep, wakeups: WakeupsDep
+) -> TrainPublic:
+    """Accept a signed train and queue one job per target collection."""
+    if not user.signing_public_key:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, detail="register your public keys first (PUT /users/me/keys), then sign again"
+        )
+    try:
+        manifest = verify_manifest(signed, expected_public_key=user.signing_public_key)
+    except SignatureError as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(exc)) from exc
+    if manifest.researcher != user.username:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, detail=f"the manifest names researcher {manifest.researcher!r}, not you"
+        )
+    project = crud.get_project(session=session, project_id=manifest.project_id)
+    if project is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no project {manifest.project_id!r}")
+    if project.owner != user.username:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="only the project's owner may submit trains for it")
+    if not artifacts.has(manifest.bundle_hash):
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail=f"the train bundle {manifest.bundle_hash} is not uploaded: PUT /artifacts/{manifest.bundle_hash}",
+        )
+    collections: list[Collection] = []
+    for collection_id in dict.fromkeys(manifest.collections):
+        collection = crud.get_collection(session=session, collection_id=collection_id)
+        if collection is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no collection {collection_id!r} in the catalog")
+        if not crud.has_grant(session=session, project_id=project.id, collection_id=collection_id):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"project {project.id!r} holds no approved access to collection {collection_id!r}",
+            )
+        collections.append(collection)
+    earlier = crud.get_train_by_manifest_hash(session=session, manifest_hash=crud.manifest_hash_for(signed))
+    if earlier is not None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail=f"this signed manifest was already submitted as train {earlier.id!r}: sign a new one to run again",
+        )
+    train, jobs = crud.create_train(session=session, signed=signed, owner=user, collections=collections)
+    wakeups.notify(job.station_id for job in jobs)
+    return TrainPublic.from_rows(train, jobs)
+
+
+@router.get("")
+def read_trains(session: SessionDep, user: ResearcherUser) -> TrainsPublic:
+    """List the calling researcher's trains with their jobs."""
+    data = [
+        TrainPublic.from_rows(train, jobs) for train, jobs in crud.list_trains(session=session, owner=user.username)
+    ]
+    return TrainsPublic(data=data, count=len(data))
+
+
+@router.get("/{train_id}")
+def read_train(train: OwnedTrain, session: SessionDep) -> TrainPublic:
+    """Read one of the caller's trains with its jobs."""
+    return TrainPublic.from_rows(train, crud.jobs_for_train(session=session, train_id=train.id))

@@ -1,0 +1,74 @@
+"""The hub's settings: one pydantic-settings class read from ``TRAINYARD_HUB_*`` variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+DEFAULT_TOKEN_TTL_S = 12 * 3600
+DEFAULT_ENROLMENT_TOKEN_TTL_S = 24 * 3600
+DEFAULT_MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Where the hub keeps its state and how it behaves.
+
+    Every field can be set from the environment as ``TRAINYARD_HUB_<FIELD>``.
+
+    Examples
+    --------
+    >>> Settings(state_dir=Path("/tmp/hub")).effective_database_url
+    'sqlite:////tmp/hub/hub.sqlite3'
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TRAINYARD_HUB_", extra="ignore")
+
+    state_dir: Path = Path("./hub-state")
+    database_url: str | None = None
+    base_iri: str = "http://127.0.0.1:8000"
+    token_ttl_s: int = Field(default=DEFAULT_TOKEN_TTL_S, gt=0)
+    enrolment_token_ttl_s: int = Field(default=DEFAULT_ENROLMENT_TOKEN_TTL_S, gt=0)
+    station_token_ttl_s: int | None = Field(default=None, gt=0)
+    long_poll_max_s: float = Field(default=60.0, ge=0)
+    long_poll_recheck_s: float = Field(default=1.0, gt=0)
+    max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, gt=0)
+
+    @field_validator("base_iri")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("base_iri must be an http(s) IRI, e.g. http://127.0.0.1:8000")
+        return value.rstrip("/")
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL, defaulting to an SQLite file in the state folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.state_dir / 'hub.sqlite3').resolve()}"
+
+    @property
+    def catalog_dir(self) -> Path:
+        """Folder of the embedded Oxigraph store."""
+        return self.state_dir / "catalog"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Folder of content-addressed artifacts (train bundles)."""
+        return self.state_dir / "artifacts"
+
+    @property
+    def vault_dir(self) -> Path:
+        """Folder of content-addressed result envelopes (ciphertext only)."""
+        return self.state_dir / "vault"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the settings read from the environment (built once, on first use)."""
+    return Settings()

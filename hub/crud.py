@@ -1,0 +1,481 @@
+"""Every database read and write of the hub: keyword-only functions over a session."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import or_, update
+from sqlmodel import Session, col, select
+
+from hub.core.security import generate_token, hash_password, hash_token, verify_password
+from hub.models import (
+    AccessRequest,
+    Collection,
+    Decision,
+    DecisionStatus,
+    EnrolmentToken,
+    Job,
+    Project,
+    ProjectCreate,
+    Result,
+    Station,
+    Token,
+    Train,
+    User,
+    UserCreate,
+    UserKeys,
+)
+from protocol import (
+    CollectionPublication,
+    JobStatus,
+    ResultEnvelope,
+    SignedManifest,
+    StationEnrolment,
+    canonical_json,
+    content_address,
+    utc_now,
+)
+
+__all__ = [
+    "authenticate_user",
+    "claim_next_job",
+    "create_access_request",
+    "create_enrolment_token",
+    "create_project",
+    "create_station_token",
+    "create_train",
+    "create_user",
+    "create_user_token",
+    "decide_decision",
+    "decisions_for_request",
+    "enrol_station",
+    "get_access_request",
+    "get_collection",
+    "get_decision",
+    "get_job",
+    "get_project",
+    "get_result",
+    "get_station",
+    "get_station_for_token",
+    "get_train",
+    "get_train_by_manifest_hash",
+    "get_user_by_username",
+    "get_user_for_token",
+    "has_grant",
+    "jobs_for_train",
+    "list_access_requests",
+    "list_collections",
+    "list_projects",
+    "list_stations",
+    "list_trains",
+    "list_users",
+    "manifest_hash_for",
+    "record_result",
+    "redeem_enrolment_token",
+    "touch_station",
+    "update_user_keys",
+    "upsert_collection",
+]
+
+
+# -- users and tokens -----------------------------------------------------------------------
+
+
+def get_user_by_username(*, session: Session, username: str) -> User | None:
+    """Return the user called ``username``."""
+    return session.exec(select(User).where(User.username == username)).first()
+
+
+def list_users(*, session: Session) -> Sequence[User]:
+    """Return every user, oldest first."""
+    return session.exec(select(User).order_by(col(User.created_at))).all()
+
+
+def create_user(*, session: Session, user_create: UserCreate) -> User:
+    """Create a user with a hashed password."""
+    user = User(
+        username=user_create.username,
+        role=user_create.role,
+        station=user_create.station,
+        password_hash=hash_password(user_create.password),
+    )
+    session.add(user)
+    session.commit()
+    session.refresh(user)
+    return user
+
+
+def authenticate_user(*, session: Session, username: str, password: str) -> User | None:
+    """Return the user when the password matches (same work whether or not the user exists)."""
+    user = get_user_by_username(session=session, username=username)
+    if not verify_password(password, user.password_hash if user else None):
+        return None
+    return user
+
+
+def update_user_keys(*, session: Session, user: User, keys: UserKeys) -> User:
+    """Register a user's public keys."""
+    user.signing_public_key = keys.signing_public_key
+    user.encryption_public_key = keys.encryption_public_key
+    session.add(user)
+    session.commit()
+    session.refresh(user)
+    return user
+
+
+def _create_token(*, session: Session, user_id: str | None, station_id: str | None, ttl_s: int | None) -> str:
+    token = generate_token()
+    expires_at = utc_now() + timedelta(seconds=ttl_s) if ttl_s is not None else None
+    session.add(Token(token_hash=hash_token(token), user_id=user_id, station_id=station_id, expires_at=expires_at))
+    session.commit()
+    return token
+
+
+def create_user_token(*, session: Session, user: User, ttl_s: int) -> str:
+    """Issue a bearer token for ``user``; only its hash is stored."""
+    return _create_token(session=session, user_id=user.id, station_id=None, ttl_s=ttl_s)
+
+
+def create_station_token(*, session: Session, station: Station, ttl_s: int | None) -> str:
+    """Issue an API token for ``station``; only its hash is stored."""
+    return _create_token(session=session, user_id=None, station_id=station.id, ttl_s=ttl_s)
+
+
+def _live_token(*, session: Session, token: str) -> Token | None:
+    statement = select(Token).where(
+        Token.token_hash == hash_token(token),
+        or_(col(Token.expires_at).is_(None), col(Token.expires_at) > utc_now()),
+    )
+    return session.exec(statement).first()
+
+
+def get_user_for_token(*, session: Session, token: str) -> User | None:
+    """Return the user a live bearer token belongs to."""
+    row = _live_token(session=session, token=token)
+    return session.get(User, row.user_id) if row is not None and row.user_id else None
+
+
+def get_station_for_token(*, session: Session, token: str) -> Station | None:
+    """Return the station a live API token belongs to."""
+    row = _live_token(session=session, token=token)
+    return session.get(Station, row.station_id) if row is not None and row.station_id else None
+
+
+# -- stations -------------------------------------------------------------------------------
+
+
+def create_enrolment_token(
+    *, session: Session, station: str, created_by: User, ttl_s: int
+) -> tuple[str, EnrolmentToken]:
+    """Issue a one-time enrolment token for ``station``; return it in clear with its row."""
+    token = generate_token()
+    row = EnrolmentToken(
+        token_hash=hash_token(token),
+        station=station,
+        created_by=created_by.id,
+        expires_at=utc_now() + timedelta(seconds=ttl_s),
+    )
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    return token, row
+
+
+def redeem_enrolment_token(*, session: Session, token: str, station: str) -> bool:
+    """Mark an unused, unexpired token for ``station`` as used; tell whether that happened."""
+    now = utc_now()
+    statement = (
+        update(EnrolmentToken)
+        .where(
+            col(EnrolmentToken.token_hash) == hash_token(token),
+            col(EnrolmentToken.station) == station,
+            col(EnrolmentToken.used_at).is_(None),
+            col(EnrolmentToken.expires_at) > now,
+        )
+        .values(used_at=now)
+    )
+    redeemed = session.exec(statement).rowcount == 1
+    session.commit()
+    return redeemed
+
+
+def enrol_station(*, session: Session, enrolment: StationEnrolment) -> Station:
+    """Create the station, or give an existing one new keys and revoke its old API tokens."""
+    station = session.get(Station, enrolment.name)
+    if station is None:
+        station = Station(id=enrolment.name, signing_public_key="", encryption_public_key="")
+    else:
+        for old in session.exec(select(Token).where(Token.station_id == station.id)).all():
+            session.delete(old)
+        station.enrolled_at = utc_now()
+    station.signing_public_key = enrolment.signing_public_key
+    station.encryption_public_key = enrolment.encryption_public_key
+    session.add(station)
+    session.commit()
+    session.refresh(station)
+    return station
+
+
+def get_station(*, session: Session, station_id: str) -> Station | None:
+    """Return the station with this slug."""
+    return session.get(Station, station_id)
+
+
+def list_stations(*, session: Session) -> Sequence[Station]:
+    """Return every station, by slug."""
+    return session.exec(select(Station).order_by(col(Station.id))).all()
+
+
+def touch_station(*, session: Session, station_id: str) -> None:
+    """Record that the station was seen now."""
+    session.exec(update(Station).where(col(Station.id) == station_id).values(last_seen_at=utc_now()))
+    session.commit()
+
+
+# -- catalog --------------------------------------------------------------------------------
+
+
+def upsert_collection(*, session: Session, publication: CollectionPublication, graph_iri: str) -> Collection:
+    """Create or replace the SQL row of a published collection."""
+    collection_id = f"{publication.station}/{publication.collection}"
+    row = session.get(Collection, collection_id)
+    if row is None:
+        row = Collection(
+            id=collection_id,
+            station_id=publication.station,
+            collection=publication.collection,
+            title=publication.title,
+            summary={},
+            graph_iri=graph_iri,
+            published_at=publication.published_at,
+        )
+    row.title = publication.title
+    row.description = publication.description
+    row.summary = publication.summary.model_dump(mode="json")
+    row.graph_iri = graph_iri
+    row.published_at = publication.published_at
+    row.updated_at = utc_now()
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    return row
+
+
+def get_collection(*, session: Session, collection_id: str) -> Collection | None:
+    """Return the collection ``"<station>/<collection>"``."""
+    return session.get(Collection, collection_id)
+
+
+def list_collections(*, session: Session) -> Sequence[Collection]:
+    """Return every published collection, by id."""
+    return session.exec(select(Collection).order_by(col(Collection.id))).all()
+
+
+# -- governance -----------------------------------------------------------------------------
+
+
+def create_project(*, session: Session, project_create: ProjectCreate, owner: User) -> Project:
+    """Create a project owned by ``owner``."""
+    project = Project(title=project_create.title, purpose=project_create.purpose, owner=owner.username)
+    session.add(project)
+    session.commit()
+    session.refresh(project)
+    return project
+
+
+def get_project(*, session: Session, project_id: str) -> Project | None:
+    """Return the project with this id."""
+    return session.get(Project, project_id)
+
+
+def list_projects(*, session: Session, owner: str) -> Sequence[Project]:
+    """Return the projects of ``owner``, oldest first."""
+    return session.exec(select(Project).where(Project.owner == owner).order_by(col(Project.created_at))).all()
+
+
+def create_access_request(
+    *, session: Session, project: Project, requester: User, collections: Sequence[Collection]
+) -> tuple[AccessRequest, list[Decision]]:
+    """Create a request with one pending decision per collection."""
+    request = AccessRequest(project_id=project.id, requester=requester.username)
+    session.add(request)
+    decisions = [
+        Decision(
+            access_request_id=request.id,
+            project_id=project.id,
+            collection_id=collection.id,
+            station=collection.station_id,
+            collection=collection.collection,
+        )
+        for collection in collections
+    ]
+    session.add_all(decisions)
+    session.commit()
+    session.refresh(request)
+    return request, decisions_for_request(session=session, request_id=request.id)
+
+
+def decisions_for_request(*, session: Session, request_id: str) -> list[Decision]:
+    """Return the decisions of one access request, by collection id."""
+    statement = select(Decision).where(Decision.access_request_id == request_id).order_by(col(Decision.collection_id))
+    return list(session.exec(statement).all())
+
+
+def get_access_request(*, session: Session, request_id: str) -> AccessRequest | None:
+    """Return the access request with this id."""
+    return session.get(AccessRequest, request_id)
+
+
+def get_decision(*, session: Session, request_id: str, decision_id: str) -> Decision | None:
+    """Return a decision of this access request."""
+    decision = session.get(Decision, decision_id)
+    return decision if decision is not None and decision.access_request_id == request_id else None
+
+
+def list_access_requests(
+    *, session: Session, requester: str | None = None, station: str | None = None
+) -> list[tuple[AccessRequest, list[Decision]]]:
+    """Return requests (all, or a requester's, or those with a decision at ``station``) with decisions."""
+    statement = select(AccessRequest).order_by(col(AccessRequest.created_at))
+    if requester is not None:
+        statement = statement.where(AccessRequest.requester == requester)
+    if station is not None:
+        at_station = select(Decision.access_request_id).where(Decision.station == station)
+        statement = statement.where(col(AccessRequest.id).in_(at_station))
+    return [
+        (request, decisions_for_request(session=session, request_id=request.id))
+        for request in session.exec(statement).all()
+    ]
+
+
+def decide_decision(
+    *, session: Session, decision: Decision, status: DecisionStatus, steward: User, comment: str | None
+) -> bool:
+    """Approve or reject a pending decision; tell whether it was still pending."""
+    statement = (
+        update(Decision)
+        .where(col(Decision.id) == decision.id, col(Decision.status) == DecisionStatus.PENDING)
+        .values(status=status, decided_by=steward.username, comment=comment, decided_at=utc_now())
+    )
+    decided = session.exec(statement).rowcount == 1
+    session.commit()
+    session.refresh(decision)
+    return decided
+
+
+def has_grant(*, session: Session, project_id: str, collection_id: str) -> bool:
+    """Tell whether the project holds an approved decision on the collection."""
+    statement = select(Decision.id).where(
+        Decision.project_id == project_id,
+        Decision.collection_id == collection_id,
+        Decision.status == DecisionStatus.APPROVED,
+    )
+    return session.exec(statement).first() is not None
+
+
+# -- trains, jobs, results ------------------------------------------------------------------
+
+
+def manifest_hash_for(signed: SignedManifest) -> str:
+    """Return the content address of a signed manifest (the same submission has the same hash)."""
+    return content_address(canonical_json(signed.model_dump(mode="json")))
+
+
+def get_train_by_manifest_hash(*, session: Session, manifest_hash: str) -> Train | None:
+    """Return the train accepted for this exact signed manifest."""
+    return session.exec(select(Train).where(Train.manifest_hash == manifest_hash)).first()
+
+
+def create_train(
+    *, session: Session, signed: SignedManifest, owner: User, collections: Sequence[Collection]
+) -> tuple[Train, list[Job]]:
+    """Create a train and one queued job per collection, in one transaction."""
+    manifest = signed.manifest
+    train = Train(
+        name=manifest.name,
+        kind=manifest.kind,
+        project_id=manifest.project_id,
+        owner=owner.username,
+        signed_manifest=signed.model_dump(mode="json"),
+        manifest_hash=manifest_hash_for(signed),
+    )
+    session.add(train)
+    session.add_all(
+        Job(
+            train_id=train.id,
+            station_id=collection.station_id,
+            collection_id=collection.id,
+            collection=collection.collection,
+        )
+        for collection in collections
+    )
+    session.commit()
+    session.refresh(train)
+    return train, jobs_for_train(session=session, train_id=train.id)
+
+
+def get_train(*, session: Session, train_id: str) -> Train | None:
+    """Return the train with this id."""
+    return session.get(Train, train_id)
+
+
+def jobs_for_train(*, session: Session, train_id: str) -> list[Job]:
+    """Return the jobs of a train, by collection id."""
+    return list(session.exec(select(Job).where(Job.train_id == train_id).order_by(col(Job.collection_id))).all())
+
+
+def list_trains(*, session: Session, owner: str) -> list[tuple[Train, list[Job]]]:
+    """Return the trains of ``owner`` with their jobs, oldest first."""
+    trains = session.exec(select(Train).where(Train.owner == owner).order_by(col(Train.created_at))).all()
+    return [(train, jobs_for_train(session=session, train_id=train.id)) for train in trains]
+
+
+def get_job(*, session: Session, job_id: str) -> Job | None:
+    """Return the job with this id."""
+    return session.get(Job, job_id)
+
+
+def claim_next_job(*, session: Session, station_id: str) -> tuple[Job, Train] | None:
+    """Mark the oldest queued job of the station running and return it with its train."""
+    while True:
+        statement = (
+            select(Job)
+            .where(Job.station_id == station_id, Job.status == JobStatus.QUEUED)
+            .order_by(col(Job.created_at), col(Job.id))
+        )
+        job = session.exec(statement).first()
+        if job is None:
+            return None
+        now = utc_now()
+        claim = (
+            update(Job)
+            .where(col(Job.id) == job.id, col(Job.status) == JobStatus.QUEUED)
+            .values(status=JobStatus.RUNNING, delivered_at=now, updated_at=now)
+        )
+        claimed = session.exec(claim).rowcount == 1
+        session.commit()
+        if claimed:  # else another poll of the same station took it first: look again
+            session.refresh(job)
+            train = session.get(Train, job.train_id)
+            assert train is not None
+            return job, train
+
+
+def get_result(*, session: Session, job_id: str) -> Result | None:
+    """Return the stored result of a job."""
+    return session.get(Result, job_id)
+
+
+def record_result(*, session: Session, job: Job, envelope: ResultEnvelope, address: str, path: str) -> Result:
+    """Store where the result lives and finish the job (succeeded or failed)."""
+    result = Result(job_id=job.id, address=address, path=path)
+    job.status = envelope.status
+    job.failure = envelope.failure.model_dump(mode="json") if envelope.failure is not None else None
+    job.updated_at = utc_now()
+    session.add(result)
+    session.add(job)
+    session.commit()
+    session.refresh(result)
+    session.refresh(job)
+    return result

@@ -1,0 +1,72 @@
+"""Build the hub's FastAPI application; nothing runs at import."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from hub.blobs import BlobStore
+from hub.catalog.store import CatalogStore
+from hub.core.config import Settings, get_settings
+from hub.core.db import create_db_engine, create_tables
+from hub.core.wakeups import StationWakeups
+
+__all__ = ["create_app"]
+
+
+def _operation_id(route: APIRoute) -> str:
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Create the hub application for ``settings`` (default: from the environment).
+
+    The database tables, the catalog store and the storage folders are opened when the
+    application starts (its lifespan), not here.
+
+    Examples
+    --------
+    >>> from fastapi.testclient import TestClient
+    >>> app = create_app(Settings(state_dir=Path("/tmp/hub-state")))  # doctest: +SKIP
+    >>> with TestClient(app) as client:  # doctest: +SKIP
+    ...     client.post("/auth/login", json={"username": "admin", "password": "..."})
+    """
+    from hub.api.main import api_router  # imported here: building the routers is not import-time work
+
+    resolved = settings if settings is not None else get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resolved.state_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_db_engine(resolved)
+        create_tables(engine)
+        catalog = CatalogStore(resolved.catalog_dir)
+        app.state.settings = resolved
+        app.state.engine = engine
+        app.state.catalog = catalog
+        app.state.artifacts = BlobStore(resolved.artifacts_dir)
+        app.state.vault = BlobStore(resolved.vault_dir)
+        app.state.wakeups = StationWakeups(asyncio.get_running_loop())
+        try:
+            yield
+        finally:
+            catalog.close()
+            engine.dispose()
+            del app.state.catalog
+            gc.collect()  # let Oxigraph release its lock on the folder now, not at some later collection
+
+    app = FastAPI(
+        title="Trainyard hub",
+        summary="Federated imaging catalog and train-to-data hub",
+        version="0.1.0",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.settings = resolved
+    app.include_router(api_router)
+    return app

@@ -1,0 +1,81 @@
+"""Table models and the Create/Public shapes of every hub resource."""
+
+from hub.models._catalog import Collection as Collection
+from hub.models._catalog import CollectionPublic as CollectionPublic
+from hub.models._catalog import CollectionsPublic as CollectionsPublic
+from hub.models._governance import AccessRequest as AccessRequest
+from hub.models._governance import AccessRequestCreate as AccessRequestCreate
+from hub.models._governance import AccessRequestPublic as AccessRequestPublic
+from hub.models._governance import AccessRequestsPublic as AccessRequestsPublic
+from hub.models._governance import Decision as Decision
+from hub.models._governance import DecisionComment as DecisionComment
+from hub.models._governance import DecisionPublic as DecisionPublic
+from hub.models._governance import DecisionStatus as DecisionStatus
+from hub.models._governance import Project as Project
+from hub.models._governance import ProjectCreate as ProjectCreate
+from hub.models._governance import ProjectPublic as ProjectPublic
+from hub.models._governance import ProjectsPublic as ProjectsPublic
+from hub.models._stations import EnrolmentToken as EnrolmentToken
+from hub.models._stations import EnrolmentTokenCreate as EnrolmentTokenCreate
+from hub.models._stations import EnrolmentTokenPublic as EnrolmentTokenPublic
+from hub.models._stations import Station as Station
+from hub.models._stations import StationPublic as StationPublic
+from hub.models._stations import StationsPublic as StationsPublic
+from hub.models._trains import ArtifactPublic as ArtifactPublic
+from hub.models._trains import Job as Job
+from hub.models._trains import JobPublic as JobPublic
+from hub.models._trains import Result as Result
+from hub.models._trains import Train as Train
+from hub.models._trains import TrainPublic as TrainPublic
+from hub.models._trains import TrainsPublic as TrainsPublic
+from hub.models._types import PublicKey as PublicKey
+from hub.models._types import Slug as Slug
+from hub.models._users import LoginRequest as LoginRequest
+from hub.models._users import LoginResponse as LoginResponse
+from hub.models._users import Token as Token
+from hub.models._users import User as User
+from hub.models._users import UserCreate as UserCreate
+from hub.models._users import UserKeys as UserKeys
+from hub.models._users import UserPublic as UserPublic
+from hub.models._users import UsersPublic as UsersPublic
+
+__all__ = [
+    "AccessRequest",
+    "AccessRequestCreate",
+    "AccessRequestPublic",
+    "AccessRequestsPublic",
+    "ArtifactPublic",
+    "Collection",
+    "CollectionPublic",
+    "CollectionsPublic",
+    "Decision",
+    "DecisionComment",
+    "DecisionPublic",
+    "DecisionStatus",
+    "EnrolmentToken",
+    "EnrolmentTokenCreate",
+    "EnrolmentTokenPublic",
+    "Job",
+    "JobPublic",
+    "LoginRequest",
+    "LoginResponse",
+    "Project",
+    "ProjectCreate",
+    "ProjectPublic",
+    "ProjectsPublic",
+    "PublicKey",
+    "Result",
+    "Slug",
+    "Station",
+    "StationPublic",
+    "StationsPublic",
+    "Token",
+    "Train",
+    "TrainPublic",
+    "TrainsPublic",
+    "User",
+    "UserCreate",
+    "UserKeys",
+    "UserPublic",
+    "UsersPublic",
+]

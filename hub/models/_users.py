@@ -1,0 +1,93 @@
+"""People: users, their login tokens and the shapes the API returns for them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from hub.models._types import PublicKey, Slug, UTCDateTime, new_id
+from protocol import Role, utc_now
+
+__all__ = [
+    "LoginRequest",
+    "LoginResponse",
+    "Token",
+    "User",
+    "UserCreate",
+    "UserKeys",
+    "UserPublic",
+    "UsersPublic",
+]
+
+
+class User(SQLModel, table=True):
+    """A person: researcher, data steward (of one station) or hub admin."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    username: str = Field(unique=True, index=True, max_length=64)
+    role: Role
+    station: str | None = Field(default=None, index=True)
+    password_hash: str
+    signing_public_key: str | None = None
+    encryption_public_key: str | None = None
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class Token(SQLModel, table=True):
+    """A bearer token of a user or a station, stored only as its sha256 hash."""
+
+    token_hash: str = Field(primary_key=True)
+    user_id: str | None = Field(default=None, foreign_key="user.id", index=True, ondelete="CASCADE")
+    station_id: str | None = Field(default=None, foreign_key="station.id", index=True, ondelete="CASCADE")
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class UserCreate(SQLModel):
+    """What an admin sends to create a user (``station`` is required for stewards)."""
+
+    username: str = Field(min_length=1, max_length=64, regex=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
+    password: str = Field(min_length=8, max_length=1024)
+    role: Role
+    station: Slug | None = None
+
+
+class UserPublic(SQLModel):
+    """A user as the API shows it: never the password hash."""
+
+    id: str
+    username: str
+    role: Role
+    station: str | None
+    signing_public_key: str | None
+    encryption_public_key: str | None
+
+
+class UsersPublic(SQLModel):
+    """A list of users."""
+
+    data: list[UserPublic]
+    count: int
+
+
+class UserKeys(SQLModel):
+    """A user's public keys (Ed25519 for signing trains, X25519 for receiving results)."""
+
+    signing_public_key: PublicKey
+    encryption_public_key: PublicKey
+
+
+class LoginRequest(SQLModel):
+    """Username and password."""
+
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=1024)
+
+
+class LoginResponse(SQLModel):
+    """A fresh bearer token and who it belongs to."""
+
+    access_token: str
+    token_type: str = "bearer"  # noqa: S105  (the scheme name, not a secret)
+    user: UserPublic
