@@ -1,0 +1,524 @@
+"""The station agent: every connection to the hub is opened here, by the station.
+
+- :func:`enrol` redeems a one-time token and registers the station's public keys;
+- :func:`publish_collections` sends each harvested collection's signed description;
+- :func:`run_agent` long-polls for jobs and, for each, verifies it itself (the researcher's
+  signature, that the job is for this station and a collection it holds, the bundle's content
+  address), runs it with an executor, keeps only declared outputs, seals them for the
+  researcher, signs the envelope and uploads it.
+
+Every envelope goes to the outbox before it is uploaded, and every received job is written
+to ``work/<job_id>/`` before it runs, so a crash loses no job and no result. A refused or
+failed job is still answered: with a signed envelope carrying a reason the station wrote
+(never raw train output). Network errors make the loop back off and retry, never stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+from pydantic import ValidationError
+
+import protocol
+from protocol import (
+    CollectionPublication,
+    Job,
+    JobFailure,
+    JobStatus,
+    ResultEnvelope,
+    ResultPayload,
+    StationEnrolled,
+    StationEnrolment,
+    TrainyardError,
+)
+
+from .audit import append_audit
+from .bundle import unpack_bundle
+from .catalog import build_publication
+from .config import StationSettings
+from .executors import Executor, ExecutorError, RunSpec, executor_for
+from .indexer import DicomIndex
+from .outbox import Outbox, file_name_for_job
+from .outputs import collect_outputs
+from .state import StationIdentity, StationState
+from .summary import summarise_collection
+
+__all__ = ["HubError", "StationAgent", "enrol", "hub_client", "publish_collections", "run_agent"]
+
+logger = logging.getLogger(__name__)
+
+_ACCEPTED = {200, 201, 202}
+_REFUSED_FOR_GOOD = {400, 403, 404, 409, 410, 422}  # retrying the same envelope cannot help
+_MB = 1024 * 1024
+
+
+class HubError(TrainyardError):
+    """The hub refused a request of the station, or answered something unexpected."""
+
+
+class _Refusal(Exception):
+    """A job the station will not (or could not) complete; ``reason`` is the station's words."""
+
+    def __init__(self, reason: str, *, exit_code: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.exit_code = exit_code
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    return f"{response.status_code} {detail or response.reason_phrase}"
+
+
+def hub_client(
+    identity: StationIdentity, *, read_timeout_s: float = 30.0, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
+    """Return an HTTP client for the hub, authenticated with the station's API token."""
+    return httpx.Client(
+        base_url=identity.hub_url,
+        headers={"Authorization": f"Bearer {identity.api_token}"},
+        timeout=httpx.Timeout(30.0, read=read_timeout_s),
+        transport=transport,
+    )
+
+
+def enrol(
+    *, state: StationState, hub_url: str, name: str, token: str, transport: httpx.BaseTransport | None = None
+) -> StationIdentity:
+    """Enrol the station at a hub with a one-time token and remember its identity.
+
+    Parameters
+    ----------
+    state
+        The station's state directory; keys are created there on first use.
+    hub_url
+        The hub's base URL.
+    name
+        The station's slug.
+    token
+        The enrolment token a hub admin issued.
+    transport
+        An httpx transport (tests).
+
+    Returns
+    -------
+    StationIdentity
+        Written to ``station.json`` (mode 0600).
+
+    Raises
+    ------
+    HubError
+        When the hub cannot be reached or refuses the token.
+    """
+    state.ensure()
+    keys = state.load_or_create_keys()
+    enrolment = StationEnrolment(
+        name=name,
+        enrolment_token=token,
+        signing_public_key=keys.signing_public,
+        encryption_public_key=keys.encryption_public,
+    )
+    try:
+        with httpx.Client(base_url=hub_url, timeout=30.0, transport=transport) as client:
+            response = client.post("/stations/enrol", json=enrolment.model_dump(mode="json"))
+    except httpx.HTTPError as exc:
+        raise HubError(f"cannot reach the hub at {hub_url}: {exc}") from exc
+    if response.status_code not in _ACCEPTED:
+        raise HubError(f"the hub refused the enrolment: {_detail(response)}")
+    enrolled = StationEnrolled.model_validate_json(response.content)
+    identity = StationIdentity(name=name, hub_url=hub_url, station_id=enrolled.station_id, api_token=enrolled.api_token)
+    state.write_identity(identity)
+    append_audit(state.audit_file, "station.enrolled", station=name, station_id=enrolled.station_id)
+    return identity
+
+
+def publish_collections(settings: StationSettings, *, client: httpx.Client | None = None) -> list[str]:
+    """Publish the signed description of every harvested collection to the hub.
+
+    Returns
+    -------
+    list of str
+        The ids (``station/collection``) published.
+
+    Raises
+    ------
+    HubError
+        When the hub cannot be reached or refuses a publication.
+    """
+    state = StationState(settings.state_dir)
+    identity = state.read_identity()
+    keys = state.load_keys()
+    published: list[str] = []
+    owned = client is None
+    http = client or hub_client(identity)
+    try:
+        with DicomIndex(state.index_file) as index:
+            for record in state.list_collections():
+                summary = summarise_collection(index, collection=record.slug, k=settings.k_anonymity)
+                publication: CollectionPublication = build_publication(
+                    station=identity.name,
+                    collection=record.slug,
+                    title=record.title,
+                    description=record.description,
+                    summary=summary,
+                    keys=keys,
+                )
+                try:
+                    response = http.put(
+                        f"/stations/me/collections/{record.slug}", json=publication.model_dump(mode="json")
+                    )
+                except httpx.HTTPError as exc:
+                    raise HubError(f"cannot reach the hub at {identity.hub_url}: {exc}") from exc
+                if response.status_code not in _ACCEPTED:
+                    raise HubError(f"the hub refused the collection {record.slug!r}: {_detail(response)}")
+                append_audit(state.audit_file, "collection.published", collection=record.slug)
+                published.append(f"{identity.name}/{record.slug}")
+    finally:
+        if owned:
+            http.close()
+    return published
+
+
+class StationAgent:
+    """Receives, verifies, runs and answers jobs (see the module docstring).
+
+    Parameters
+    ----------
+    settings
+        The station's settings.
+    client
+        The HTTP client for the hub; by default one made from ``station.json``.
+    executor
+        Runs the trains; by default :func:`station.executors.executor_for`.
+    retry_delays
+        Seconds between the attempts of one upload; what still fails stays in the outbox.
+    sleep
+        How to wait between upload attempts (tests pass a no-op).
+    """
+
+    def __init__(
+        self,
+        settings: StationSettings,
+        *,
+        client: httpx.Client | None = None,
+        executor: Executor | None = None,
+        retry_delays: tuple[float, ...] = (1.0, 2.0, 4.0),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.state = StationState(settings.state_dir)
+        self.state.ensure()
+        self.identity = self.state.read_identity()
+        self.keys = self.state.load_keys()
+        self.outbox = Outbox(self.state.outbox_dir)
+        self.client = client or hub_client(self.identity, read_timeout_s=settings.poll_wait_s + 15.0)
+        self._executor = executor
+        self.retry_delays = retry_delays
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"StationAgent(station={self.identity.name!r})"
+
+    def _audit(self, event: str, **fields: object) -> None:
+        append_audit(self.state.audit_file, event, **fields)
+
+    def poll_next_job(self) -> Job | None:
+        """Long-poll the hub once; return the next job, or None when there is none."""
+        response = self.client.get("/stations/me/jobs/next", params={"wait": self.settings.poll_wait_s})
+        if response.status_code == 204:
+            return None
+        if response.status_code != 200:
+            raise HubError(f"the hub refused the job poll: {_detail(response)}")
+        try:
+            return Job.model_validate_json(response.content)
+        except ValidationError as exc:
+            logger.error("the hub sent a job that does not follow the contract (%d errors)", exc.error_count())
+            self._audit("job.malformed", errors=exc.error_count())
+            return None
+
+    def process_job(self, job: Job) -> ResultEnvelope:
+        """Handle one job end to end: remember it, answer it, queue and upload the envelope."""
+        work = self.state.work_dir / file_name_for_job(job.job_id)
+        if self.outbox.has(job.job_id):
+            logger.info("job %s was answered already; uploading the queued envelope", job.job_id)
+            envelope = next(e for e in self.outbox.pending() if e.job_id == job.job_id)
+        else:
+            work.mkdir(parents=True, exist_ok=True)
+            (work / "message.json").write_text(job.model_dump_json(), encoding="utf-8")
+            self._audit("job.received", job_id=job.job_id, train_id=job.train_id, collection=job.collection)
+            envelope = self.answer_job(job, work)
+            self.outbox.put(envelope)
+            self._audit("result.queued", job_id=job.job_id, status=envelope.status.value)
+        shutil.rmtree(work, ignore_errors=True)
+        self.upload(envelope)
+        return envelope
+
+    def answer_job(self, job: Job, work: Path) -> ResultEnvelope:
+        """Verify and run one job; return its signed envelope (succeeded or failed)."""
+        started = protocol.utc_now()
+        try:
+            files, executor_name = self._run_verified(job, work)
+        except _Refusal as refusal:
+            logger.warning("job %s failed: %s", job.job_id, refusal.reason)
+            self._audit("job.failed", job_id=job.job_id, reason=refusal.reason, exit_code=refusal.exit_code)
+            return self._envelope(
+                job, JobStatus.FAILED, failure=JobFailure(reason=refusal.reason, exit_code=refusal.exit_code)
+            )
+        manifest = job.signed_manifest.manifest
+        payload = ResultPayload(
+            job_id=job.job_id,
+            station=self.identity.name,
+            collection=job.collection,
+            files=files,
+            executor=executor_name,
+            started_at=started,
+            finished_at=protocol.utc_now(),
+        )
+        sealed = protocol.seal(
+            payload.model_dump_json().encode("utf-8"), manifest.encryption_public_key, associated_data=job.job_id
+        )
+        self._audit("job.succeeded", job_id=job.job_id, outputs=sorted(files))
+        return self._envelope(job, JobStatus.SUCCEEDED, sealed=sealed)
+
+    def _envelope(
+        self,
+        job: Job,
+        status: JobStatus,
+        *,
+        sealed: protocol.SealedBox | None = None,
+        failure: JobFailure | None = None,
+    ) -> ResultEnvelope:
+        envelope = ResultEnvelope(
+            job_id=job.job_id,
+            train_id=job.train_id,
+            station=self.identity.name,
+            status=status,
+            sealed=sealed,
+            failure=failure,
+            created_at=protocol.utc_now(),
+        )
+        return protocol.sign_envelope(envelope, self.keys.signing)
+
+    def _verify(self, job: Job) -> Path:
+        """Check the job is signed, for this station and for a collection it holds; return the data folder."""
+        if job.station != self.identity.name:
+            raise _Refusal(f"the job is addressed to station {job.station!r}, not to {self.identity.name!r}")
+        try:
+            manifest = protocol.verify_manifest(job.signed_manifest)
+        except protocol.SignatureError as exc:
+            raise _Refusal(f"the train manifest's signature does not verify: {exc}") from exc
+        collection_id = f"{self.identity.name}/{job.collection}"
+        if collection_id not in manifest.collections:
+            raise _Refusal(f"the signed manifest does not name the collection {collection_id!r}")
+        record = self.state.read_collection(job.collection)
+        if record is None:
+            raise _Refusal(f"this station holds no collection {job.collection!r}")
+        data_dir = Path(record.root)
+        if not data_dir.is_dir():
+            raise _Refusal(f"the data folder of the collection {job.collection!r} is missing at the station")
+        self._audit("job.verified", job_id=job.job_id, researcher=manifest.researcher, bundle=manifest.bundle_hash)
+        return data_dir
+
+    def _download_bundle(self, address: str) -> bytes:
+        limit = self.settings.max_bundle_mb * _MB
+        chunks: list[bytes] = []
+        size = 0
+        with self.client.stream("GET", f"/artifacts/{address}") as response:
+            if response.status_code != 200:
+                raise _Refusal(f"the hub does not deliver the train bundle {address}: {_detail(response)}")
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise _Refusal(f"the train bundle is larger than the station's limit of {limit} bytes")
+                chunks.append(chunk)
+        data = b"".join(chunks)
+        try:
+            protocol.verify_content_address(data, address)
+        except protocol.ContentHashError as exc:
+            raise _Refusal(f"the train bundle does not match the signed manifest: {exc}") from exc
+        return data
+
+    def executor(self) -> Executor:
+        """The executor, chosen at first use."""
+        if self._executor is None:
+            self._executor = executor_for(self.settings)
+        return self._executor
+
+    def _run_verified(self, job: Job, work: Path) -> tuple[dict[str, str], str]:
+        data_dir = self._verify(job)
+        manifest = job.signed_manifest.manifest
+        bundle = self._download_bundle(manifest.bundle_hash)
+        train_dir, job_dir, out_dir = work / "train", work / "job", work / "out"
+        for folder in (train_dir, job_dir, out_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+        try:
+            unpack_bundle(bundle, train_dir, max_bytes=self.settings.max_bundle_mb * _MB)
+        except protocol.PolicyError as exc:
+            raise _Refusal(str(exc)) from exc
+        if not (train_dir / manifest.entrypoint).is_file():
+            raise _Refusal(f"the train bundle has no entrypoint {manifest.entrypoint!r}")
+        job_file = job_dir / "job.json"
+        job_document = {
+            "job_id": job.job_id,
+            "station": self.identity.name,
+            "collection": job.collection,
+            "parameters": manifest.parameters,
+            "outputs": [spec.model_dump(mode="json") for spec in manifest.outputs],
+        }
+        job_file.write_bytes(protocol.canonical_json(job_document))
+        spec = RunSpec(
+            job_id=job.job_id,
+            train_dir=train_dir,
+            entrypoint=manifest.entrypoint,
+            data_dir=data_dir,
+            out_dir=out_dir,
+            job_file=job_file,
+            timeout_s=self.settings.timeout_s,
+            memory_mb=self.settings.memory_mb,
+            cpus=self.settings.cpus,
+            pids=self.settings.pids,
+            image=self.settings.train_image,
+        )
+        try:
+            executor = self.executor()
+            result = executor.run_train(spec)
+        except ExecutorError as exc:
+            raise _Refusal(f"the station cannot run trains: {exc}") from exc
+        self._audit(
+            "job.run",
+            job_id=job.job_id,
+            executor=result.executor,
+            exit_code=result.exit_code,
+            timed_out=result.timed_out,
+            duration_s=round(result.duration_s, 3),
+        )
+        if result.timed_out:
+            raise _Refusal(f"the train ran longer than the station's limit of {spec.timeout_s:g} s and was stopped")
+        if result.exit_code != 0:
+            raise _Refusal(f"the train exited with code {result.exit_code}", exit_code=result.exit_code)
+        try:
+            files = collect_outputs(out_dir, manifest.outputs, max_bytes=self.settings.max_output_mb * _MB)
+        except protocol.PolicyError as exc:
+            raise _Refusal(str(exc)) from exc
+        return files, result.executor
+
+    def upload(self, envelope: ResultEnvelope) -> bool:
+        """Upload one queued envelope, retrying; return True when the hub has it (or refused it for good)."""
+        path = f"/stations/me/jobs/{quote(envelope.job_id, safe='')}/result"
+        for attempt, delay in enumerate((0.0, *self.retry_delays)):
+            if delay:
+                self._sleep(delay)
+            try:
+                response = self.client.post(path, json=envelope.model_dump(mode="json"))
+            except httpx.HTTPError as exc:
+                logger.warning(
+                    "uploading the result of job %s failed (attempt %d): %s", envelope.job_id, attempt + 1, exc
+                )
+                continue
+            if response.status_code in _ACCEPTED:
+                self.outbox.remove(envelope.job_id)
+                self._audit("result.uploaded", job_id=envelope.job_id, status=envelope.status.value)
+                return True
+            if response.status_code == 409 or (
+                400 <= response.status_code < 500 and response.status_code not in {408, 429}
+            ):
+                logger.error("the hub refused the result of job %s for good: %s", envelope.job_id, _detail(response))
+                self._audit("result.rejected", job_id=envelope.job_id, detail=_detail(response))
+                self.outbox.remove(envelope.job_id)
+                return True
+            logger.warning("the hub answered %s to the result of job %s", _detail(response), envelope.job_id)
+        return False
+
+    def flush_outbox(self) -> int:
+        """Try to upload every queued envelope once; return how many are still waiting."""
+        waiting = 0
+        for envelope in self.outbox.pending():
+            if not self.upload(envelope):
+                waiting += 1
+        return waiting
+
+    def resume_received_jobs(self) -> int:
+        """Answer jobs received before a crash but never answered; return how many."""
+        resumed = 0
+        for message in sorted(self.state.work_dir.glob("*/message.json")):
+            try:
+                job = Job.model_validate_json(message.read_bytes())
+            except ValidationError:
+                shutil.rmtree(message.parent, ignore_errors=True)
+                continue
+            logger.info("resuming job %s received before a restart", job.job_id)
+            self.process_job(job)
+            resumed += 1
+        return resumed
+
+    def run(self, *, once: bool = False, stop_event: threading.Event | None = None) -> None:
+        """Loop: flush the outbox, long-poll, answer each job; back off on hub errors."""
+        stop = stop_event or threading.Event()
+        failures = 0
+        started = False
+        while not stop.is_set():
+            try:
+                if not started:
+                    self.flush_outbox()
+                    self.resume_received_jobs()
+                    started = True
+                self.flush_outbox()
+                job = self.poll_next_job()
+                if job is not None:
+                    self.process_job(job)
+                failures = 0
+            except (httpx.HTTPError, HubError) as exc:
+                failures += 1
+                delay = min(60.0, 2.0 ** min(failures, 6)) * (0.5 + random.random() / 2)
+                logger.warning("the hub cannot be reached or refused (%s); retrying in %.1f s", exc, delay)
+                if not once:
+                    stop.wait(delay)
+            if once:
+                break
+
+
+def run_agent(
+    settings: StationSettings,
+    *,
+    once: bool = False,
+    stop_event: threading.Event | None = None,
+    client: httpx.Client | None = None,
+    executor: Executor | None = None,
+) -> None:
+    """Run the station agent until ``stop_event`` is set (or one poll with ``once``).
+
+    Parameters
+    ----------
+    settings
+        The station's settings; the state directory must hold an enrolled station.
+    once
+        Flush the outbox, poll once, answer at most one job, and return.
+    stop_event
+        Set it to stop the loop between polls.
+    client, executor
+        Overrides for tests.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the station has not enrolled.
+    """
+    agent = StationAgent(settings, client=client, executor=executor)
+    logger.info("station %s polling %s", agent.identity.name, agent.identity.hub_url)
+    try:
+        agent.run(once=once, stop_event=stop_event)
+    finally:
+        if client is None:
+            agent.client.close()
