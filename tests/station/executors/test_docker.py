@@ -1,0 +1,333 @@
+"""DockerExecutor against a real Docker engine and the real train base image.
+
+The session fixture starts the engine (``docker/ensure-engine.sh``) and builds the base
+image (``docker/build-train-base.sh``); the tests skip, with the reason printed, only when
+no engine can be started at all.
+"""
+
+import importlib.util
+import json
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pydicom
+import pytest
+from docker.client import DockerClient
+
+from station.executors._base import ExecutorError, RunSpec
+from station.executors.docker import DEFAULT_IMAGE, JOB_LABEL, DockerExecutor, docker_available
+
+REPO = Path(__file__).resolve().parents[3]
+COHORT_STATS = REPO / "examples" / "trains" / "cohort-stats"
+
+
+def load_sample_dicom() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("sample_dicom", REPO / "examples" / "trains" / "sample_dicom.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[DockerClient]:
+    engine = subprocess.run(
+        ["bash", str(REPO / "docker" / "ensure-engine.sh")], capture_output=True, text=True, timeout=300
+    )
+    if engine.returncode != 0:
+        reason = (engine.stderr.strip().splitlines() or ["ensure-engine.sh failed"])[-1]
+        pytest.skip(f"no Docker engine could be started: {reason}")
+    build = subprocess.run(
+        ["bash", str(REPO / "docker" / "build-train-base.sh")], capture_output=True, text=True, timeout=1200
+    )
+    if build.returncode != 0:
+        pytest.fail(f"the train base image could not be built:\n{build.stderr[-3000:]}")
+    client = DockerClient.from_env(timeout=60)
+    yield client
+    client.close()
+
+
+def make_spec(tmp_path: Path, *, data_dir: Path, train_dir: Path, outputs: list[str], **limits: Any) -> RunSpec:
+    job_file = tmp_path / "job" / "job.json"
+    job_file.parent.mkdir(parents=True, exist_ok=True)
+    document = {"job_id": "job-1", "station": "site-a", "collection": "chest-ct", "outputs": outputs}
+    job_file.write_text(json.dumps(document))
+    job_file.chmod(0o600)  # the executor must make it readable for the train's uid
+    return RunSpec(
+        job_id=f"test-{tmp_path.name}",
+        train_dir=train_dir,
+        entrypoint="main.py",
+        data_dir=data_dir,
+        out_dir=tmp_path / "out",
+        job_file=job_file,
+        **limits,
+    )
+
+
+def write_train(tmp_path: Path, source: str) -> Path:
+    train_dir = tmp_path / "train"
+    train_dir.mkdir()
+    (train_dir / "main.py").write_text(textwrap.dedent(source))
+    return train_dir
+
+
+def containers_for(client: DockerClient, spec: RunSpec) -> list[Any]:
+    return list(client.containers.list(all=True, filters={"label": f"{JOB_LABEL}={spec.job_id}"}))
+
+
+@pytest.fixture()
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    (path / "secret.dcm").write_bytes(b"original")
+    return path
+
+
+@pytest.mark.docker
+def test_run_cohort_stats_on_dicom(docker_client: DockerClient, tmp_path: Path) -> None:
+    # Prepare
+    data = tmp_path / "data"
+    files = load_sample_dicom().write_sample_collection(data, subjects=12)
+    spec = make_spec(tmp_path, data_dir=data, train_dir=COHORT_STATS, outputs=["cohort.json"], timeout_s=120)
+    # Execute
+    result = DockerExecutor(client=docker_client).run_train(spec)
+    # Assert
+    assert result.succeeded, result.log_tail
+    assert result.executor == "docker"
+    assert "wrote cohort.json" in result.log_tail
+    actual = json.loads((spec.out_dir / "cohort.json").read_text())
+    assert (actual["subjects"], actual["series"], actual["instances"]) == (12, 18, 30)
+    assert actual["subjects_by_sex"] == {"F": 6, "M": 6, "O": 0, "unknown": 0}
+    assert actual["series_by_modality"] == {"CT": 12, "MR": 6}
+    assert actual["files"]["unreadable"] is None
+    assert actual["mean_intensity_by_modality"]["CT"]["n_series"] == 12
+    text = (spec.out_dir / "cohort.json").read_text()
+    first = pydicom.dcmread(files[0], stop_before_pixels=True)
+    assert first.PatientID not in text and first.SeriesInstanceUID not in text
+    assert containers_for(docker_client, spec) == []
+
+
+@pytest.mark.docker
+def test_container_is_locked_down(docker_client: DockerClient, tmp_path: Path, data_dir: Path) -> None:
+    # Prepare
+    train = write_train(tmp_path, "print('hello')\n")
+    spec = make_spec(tmp_path, data_dir=data_dir, train_dir=train, outputs=["a.json"], memory_mb=300, cpus=0.5, pids=64)
+    seen: dict[str, Any] = {}
+
+    def inspect(container: Any) -> None:
+        seen.update(docker_client.api.inspect_container(container.id))
+
+    # Execute
+    result = DockerExecutor(client=docker_client, on_start=inspect).run_train(spec)
+    # Assert
+    assert result.succeeded, result.log_tail
+    host = seen["HostConfig"]
+    assert host["NetworkMode"] == "none"
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"]
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["Privileged"] is False
+    assert host["Memory"] == 300 * 2**20
+    assert host["MemorySwap"] == 300 * 2**20
+    assert host["NanoCpus"] == 500_000_000
+    assert host["PidsLimit"] == 64
+    assert host["Tmpfs"] == {"/tmp": "rw,noexec,nosuid,nodev,size=64m"}
+    assert seen["Config"]["User"] == "10001:10001"
+    mounts = {mount["Destination"]: mount for mount in seen["Mounts"]}
+    assert {dest: mounts[dest]["RW"] for dest in mounts} == {
+        "/data": False,
+        "/train": False,
+        "/job/job.json": False,
+        "/out": True,
+    }
+    assert mounts["/data"]["Source"] == str(data_dir.resolve())
+    assert containers_for(docker_client, spec) == []
+
+
+HOSTILE_TRAIN = """
+import json, os, socket, subprocess, threading, time
+
+import trainkit
+
+job = trainkit.job()
+report = {"uid": os.getuid(), "gid": os.getgid()}
+
+
+def attempt(name, action):
+    try:
+        action()
+        report[name] = "succeeded"
+    except Exception as exc:
+        report[name] = type(exc).__name__
+
+
+def connect(host):
+    socket.create_connection((host, 80), timeout=3).close()
+
+
+def write(path):
+    with open(path, "w") as handle:
+        handle.write("pwned")
+
+
+attempt("network_ip", lambda: connect("1.1.1.1"))
+attempt("network_dns", lambda: socket.getaddrinfo("deb.debian.org", 80))
+attempt("write_data", lambda: write("/data/pwned.txt"))
+attempt("overwrite_data", lambda: write("/data/secret.dcm"))
+attempt("delete_data", lambda: os.remove("/data/secret.dcm"))
+attempt("write_train", lambda: write("/train/pwned.txt"))
+attempt("write_job", lambda: write("/job/job.json"))
+attempt("write_root", lambda: write("/pwned.txt"))
+attempt("write_etc", lambda: write("/etc/passwd"))
+attempt("write_usr", lambda: write("/usr/lib/python3/dist-packages/trainkit/pwned.py"))
+attempt("setuid_root", lambda: os.setuid(0))
+attempt("chown_out", lambda: os.chown("/out", 0, 0))
+attempt("mknod", lambda: os.mknod("/tmp/node", 0o600 | 0o020000, os.makedev(1, 3)))
+
+
+def exec_from_tmp():
+    with open("/tmp/run.sh", "w") as handle:
+        handle.write("#!/bin/sh\\necho hi\\n")
+    os.chmod("/tmp/run.sh", 0o755)
+    subprocess.run(["/tmp/run.sh"], check=True)
+
+
+attempt("exec_tmp", exec_from_tmp)
+attempt("write_tmp", lambda: write("/tmp/scratch.txt"))
+with open("/proc/self/status") as status:
+    report["cap_eff"] = [line.split()[1] for line in status if line.startswith("CapEff")][0]
+
+stop = threading.Event()
+threads = []
+try:
+    for _ in range(200):
+        thread = threading.Thread(target=stop.wait)
+        thread.start()
+        threads.append(thread)
+    report["threads"] = len(threads)
+except RuntimeError:
+    report["threads"] = len(threads)
+stop.set()
+for thread in threads:
+    thread.join()
+
+job.out.write_json("report.json", report)
+"""
+
+
+@pytest.mark.docker
+def test_hostile_train_is_contained(docker_client: DockerClient, tmp_path: Path, data_dir: Path) -> None:
+    # Prepare
+    train = write_train(tmp_path, HOSTILE_TRAIN)
+    spec = make_spec(tmp_path, data_dir=data_dir, train_dir=train, outputs=["report.json"], pids=64, timeout_s=120)
+    # Execute
+    result = DockerExecutor(client=docker_client).run_train(spec)
+    # Assert
+    assert result.succeeded, result.log_tail
+    report = json.loads((spec.out_dir / "report.json").read_text())
+    assert (report["uid"], report["gid"]) == (10001, 10001)
+    assert report["cap_eff"] == "0000000000000000"
+    blocked = [
+        "network_ip",
+        "network_dns",
+        "write_data",
+        "overwrite_data",
+        "delete_data",
+        "write_train",
+        "write_job",
+        "write_root",
+        "write_etc",
+        "write_usr",
+        "setuid_root",
+        "chown_out",
+        "mknod",
+        "exec_tmp",
+    ]
+    assert {name: report[name] for name in blocked if report[name] == "succeeded"} == {}
+    assert report["write_tmp"] == "succeeded"
+    assert report["threads"] < 64
+    assert sorted(p.name for p in data_dir.iterdir()) == ["secret.dcm"]
+    assert (data_dir / "secret.dcm").read_bytes() == b"original"
+    assert sorted(p.name for p in train.iterdir()) == ["main.py"]
+    assert sorted(p.name for p in spec.out_dir.iterdir()) == ["report.json"]
+
+
+@pytest.mark.docker
+def test_sleep_forever_train_is_killed_at_timeout(docker_client: DockerClient, tmp_path: Path, data_dir: Path) -> None:
+    train = write_train(tmp_path, "import time\nprint('sleeping', flush=True)\nwhile True:\n    time.sleep(1)\n")
+    spec = make_spec(tmp_path, data_dir=data_dir, train_dir=train, outputs=["a.json"], timeout_s=3)
+    result = DockerExecutor(client=docker_client).run_train(spec)
+    assert result.timed_out
+    assert not result.succeeded
+    assert 3 <= result.duration_s < 15
+    assert result.exit_code != 0
+    assert "sleeping" in result.log_tail
+    assert "time limit" in result.log_tail
+    assert containers_for(docker_client, spec) == []
+
+
+@pytest.mark.docker
+def test_memory_hog_train_is_killed(docker_client: DockerClient, tmp_path: Path, data_dir: Path) -> None:
+    train = write_train(tmp_path, "block = bytearray(600 * 1024 * 1024)\nprint('allocated')\n")
+    spec = make_spec(tmp_path, data_dir=data_dir, train_dir=train, outputs=["a.json"], memory_mb=128, timeout_s=60)
+    result = DockerExecutor(client=docker_client).run_train(spec)
+    assert not result.succeeded
+    assert "allocated" not in result.log_tail
+
+
+@pytest.mark.docker
+def test_failing_train_reports_exit_code_and_log(docker_client: DockerClient, tmp_path: Path, data_dir: Path) -> None:
+    train = write_train(tmp_path, "import sys\nprint('bad input', file=sys.stderr)\nsys.exit(3)\n")
+    spec = make_spec(tmp_path, data_dir=data_dir, train_dir=train, outputs=["a.json"])
+    result = DockerExecutor(client=docker_client).run_train(spec)
+    assert (result.exit_code, result.timed_out, result.succeeded) == (3, False, False)
+    assert "bad input" in result.log_tail
+    assert containers_for(docker_client, spec) == []
+
+
+@pytest.mark.docker
+def test_missing_image_raises_executor_error(docker_client: DockerClient, tmp_path: Path, data_dir: Path) -> None:
+    train = write_train(tmp_path, "print('never')\n")
+    spec = make_spec(tmp_path, data_dir=data_dir, train_dir=train, outputs=["a.json"])
+    executor = DockerExecutor(client=docker_client, image="trainyard/no-such-image:0")
+    with pytest.raises(ExecutorError, match="build-train-base"):
+        executor.run_train(spec)
+    assert docker_available(client=docker_client)
+    assert not docker_available("trainyard/no-such-image:0", client=docker_client)
+
+
+def test_no_engine_raises_executor_error(tmp_path: Path, data_dir: Path) -> None:
+    train = write_train(tmp_path, "print('never')\n")
+    spec = make_spec(tmp_path, data_dir=data_dir, train_dir=train, outputs=["a.json"])
+    client = DockerClient(base_url=f"unix://{tmp_path / 'no-engine.sock'}", version="1.41", timeout=2)
+    with pytest.raises(ExecutorError, match="no Docker engine answers"):
+        DockerExecutor(client=client).run_train(spec)
+    assert not docker_available(client=client)
+
+
+@pytest.mark.parametrize("entrypoint", ["../main.py", "/etc/main.py", "a/../../main.py", ""])
+def test_entrypoint_outside_train_refused(tmp_path: Path, data_dir: Path, entrypoint: str) -> None:
+    train = write_train(tmp_path, "print('never')\n")
+    base = make_spec(tmp_path, data_dir=data_dir, train_dir=train, outputs=["a.json"])
+    spec = RunSpec(**{**base.__dict__, "entrypoint": entrypoint})
+    with pytest.raises(ExecutorError, match="entrypoint"):
+        DockerExecutor().container_options(spec, DEFAULT_IMAGE)
+
+
+def test_missing_data_folder_refused(tmp_path: Path) -> None:
+    train = write_train(tmp_path, "print('never')\n")
+    spec = make_spec(tmp_path, data_dir=tmp_path / "missing", train_dir=train, outputs=["a.json"])
+    with pytest.raises(ExecutorError, match="data folder"):
+        DockerExecutor().container_options(spec, DEFAULT_IMAGE)
+
+
+def test_gpus_request_all_devices(tmp_path: Path, data_dir: Path) -> None:
+    train = write_train(tmp_path, "print('never')\n")
+    spec = make_spec(tmp_path, data_dir=data_dir, train_dir=train, outputs=["a.json"])
+    options = DockerExecutor(gpus=True).container_options(spec, DEFAULT_IMAGE)
+    assert options["device_requests"][0]["Capabilities"] == [["gpu"]]
+    assert "device_requests" not in DockerExecutor().container_options(spec, DEFAULT_IMAGE)
