@@ -89,6 +89,8 @@ mkdir -p "$CONTEXT/trainkit"
 find trainkit -name '*.py' -exec cp --parents {} "$CONTEXT/" \;
 docker build -q --build-arg "BASE=$DEBIAN_IMAGE" --label "$LABEL=$TRAINKIT_HASH" -f docker/train-base.Dockerfile -t "$BASE_IMAGE" "$CONTEXT" \
     >/dev/null || fail "docker build of $BASE_IMAGE failed"
+# Drop the untagged base images that earlier trainkit versions left behind.
+docker image prune -f --filter "label=$LABEL" >/dev/null 2>&1 || true
 
 docker run --rm --network none "$BASE_IMAGE" python3 -c \
     'import numpy, pydicom, trainkit, os; assert os.getuid() == 10001; print("python", __import__("sys").version.split()[0], "numpy", numpy.__version__, "pydicom", pydicom.__version__)' \
