@@ -1,0 +1,199 @@
+import sqlite3
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+import pydicom.data
+from pydicom.data import get_testdata_file
+
+from station.indexer import (
+    DicomHeader,
+    DicomIndex,
+    SkippedFile,
+    age_band_for_age,
+    index_collection,
+    iter_dicom_paths,
+    pseudonym_for_patient_id,
+    read_header,
+)
+
+SECRET = b"s" * 32
+# The test files pydicom ships (listed locally: get_testdata_files would try the network).
+PYDICOM_TEST_FILES = sorted(p for p in (Path(pydicom.data.__file__).parent / "test_files").rglob("*") if p.is_file())
+
+
+def _testdata(name: str) -> Path:
+    path = get_testdata_file(name)
+    assert path is not None
+    return Path(path)
+
+
+class TestIterDicomPaths:
+    def test_iter_dicom_paths_recurses_and_skips_hidden_and_links(self, tmp_path: Path) -> None:
+        (tmp_path / "a" / "b").mkdir(parents=True)
+        (tmp_path / "a" / "b" / "IM1").write_bytes(b"x")
+        (tmp_path / "top.dcm").write_bytes(b"x")
+        (tmp_path / ".hidden").write_bytes(b"x")
+        (tmp_path / "link").symlink_to(tmp_path / "top.dcm")
+
+        actual = [p.relative_to(tmp_path).as_posix() for p in iter_dicom_paths(tmp_path)]
+
+        assert actual == ["top.dcm", "a/b/IM1"]
+
+    def test_iter_dicom_paths_not_a_folder(self, tmp_path: Path) -> None:
+        with pytest.raises(NotADirectoryError):
+            list(iter_dicom_paths(tmp_path / "missing"))
+
+
+class TestReadHeader:
+    def test_read_header_ct_small(self) -> None:
+        header = read_header(_testdata("CT_small.dcm"))
+
+        assert isinstance(header, DicomHeader)
+        assert header.modality == "CT"
+        assert header.sop_instance_uid.startswith("1.3.6.1.4.1.5962")
+        assert header.manufacturer == "GE MEDICAL SYSTEMS"
+
+    def test_read_header_file_without_extension(self, synthetic_root: Path) -> None:
+        path = next(p for p in synthetic_root.rglob("IM*") if p.is_file())
+
+        assert isinstance(read_header(path), DicomHeader)
+
+    def test_read_header_not_dicom(self, tmp_path: Path) -> None:
+        path = tmp_path / "notes.txt"
+        path.write_text("hello")
+
+        actual = read_header(path)
+
+        assert isinstance(actual, SkippedFile)
+        assert "not a DICOM file" in actual.reason
+
+    def test_read_header_truncated_file(self, tmp_path: Path) -> None:
+        path = tmp_path / "cut.dcm"
+        path.write_bytes(_testdata("CT_small.dcm").read_bytes()[:200])
+
+        actual = read_header(path)
+
+        assert isinstance(actual, SkippedFile)
+
+    def test_read_header_missing_required_attributes(self, tmp_path: Path) -> None:
+        ds = dcmread(_testdata("CT_small.dcm"))
+        del ds.SeriesInstanceUID
+        del ds.Modality
+        path = tmp_path / "partial.dcm"
+        ds.save_as(path)
+
+        actual = read_header(path)
+
+        assert isinstance(actual, SkippedFile)
+        assert actual.reason == "missing required attributes: SeriesInstanceUID, Modality"
+
+    def test_read_header_never_reads_pixels(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import station.indexer as indexer
+
+        calls: list[dict[str, object]] = []
+        real = indexer.dcmread
+
+        def spy(path: Path, **kwargs: object) -> object:
+            calls.append(kwargs)
+            return real(path, **kwargs)
+
+        monkeypatch.setattr(indexer, "dcmread", spy)
+        read_header(_testdata("CT_small.dcm"))
+
+        assert calls[0]["stop_before_pixels"] is True
+        assert "PixelData" not in calls[0]["specific_tags"]  # type: ignore[operator]
+
+    @pytest.mark.parametrize("path", PYDICOM_TEST_FILES, ids=lambda p: p.name)
+    def test_read_header_every_pydicom_test_file_never_raises(self, path: Path) -> None:
+        actual = read_header(path)
+
+        assert isinstance(actual, DicomHeader | SkippedFile)
+        if isinstance(actual, SkippedFile):
+            assert actual.reason
+
+
+class TestAgeBand:
+    @pytest.mark.parametrize(
+        ("years", "expected"), [(0.5, "0-9"), (54.0, "50-59"), (59.99, "50-59"), (93.0, "90+"), (None, None)]
+    )
+    def test_age_band_for_age(self, years: float | None, expected: str | None) -> None:
+        assert age_band_for_age(years) == expected
+
+
+class TestIndexCollection:
+    def test_index_collection_synthetic_counts(self, synthetic_root: Path, tmp_path: Path) -> None:
+        # Prepare
+        files = [p for p in synthetic_root.rglob("*") if p.is_file()]
+        with DicomIndex(tmp_path / "index.sqlite") as index:
+            # Execute
+            report = index_collection(synthetic_root, index, collection="c", secret=SECRET)
+
+            # Assert
+            assert report.indexed == len(files)
+            assert report.skipped == []
+            assert index.count_for_table("c", "patient") == 16
+            assert index.count_for_table("c", "instance") == len(files)
+
+    def test_index_collection_lookups(self, synthetic_root: Path, tmp_path: Path) -> None:
+        with DicomIndex(tmp_path / "index.sqlite") as index:
+            index_collection(synthetic_root, index, collection="c", secret=SECRET)
+            subject = index.subjects_for_collection("c")[0]
+            study = index.studies_for_subject("c", subject)[0]
+            series = index.series_for_study("c", study)
+
+            assert len(series) == 1
+            assert len(index.instances_for_series("c", series[0])) == 6
+            assert index.collections() == ["c"]
+
+    def test_index_collection_pseudonymises_patient_ids(self, synthetic_root: Path, tmp_path: Path) -> None:
+        # Prepare
+        patient_ids = {str(dcmread(p, stop_before_pixels=True).PatientID) for p in synthetic_root.rglob("*.dcm")}
+        db = tmp_path / "index.sqlite"
+
+        # Execute
+        with DicomIndex(db) as index:
+            index_collection(synthetic_root, index, collection="c", secret=SECRET)
+
+        # Assert
+        raw = db.read_bytes()
+        assert patient_ids
+        for patient_id in patient_ids:
+            assert patient_id.encode() not in raw
+            assert b"Synthetic^Patient" not in raw
+        pseudonyms = {row[0] for row in sqlite3.connect(db).execute("SELECT pseudonym FROM patient")}
+        assert pseudonym_for_patient_id(sorted(patient_ids)[0], SECRET) in pseudonyms
+        assert pseudonym_for_patient_id(sorted(patient_ids)[0], b"other") not in pseudonyms
+
+    def test_index_collection_patient_attributes(self, synthetic_root: Path, tmp_path: Path) -> None:
+        with DicomIndex(tmp_path / "index.sqlite") as index:
+            index_collection(synthetic_root, index, collection="c", secret=SECRET)
+            rows = index.connection.execute("SELECT sex, age_band FROM patient").fetchall()
+
+        assert {sex for sex, _ in rows} <= {"F", "M"}
+        assert all(band and band.endswith(("9", "+")) for _, band in rows)
+
+    def test_index_collection_pydicom_test_files_skip_with_reasons(self, tmp_path: Path) -> None:
+        root = _testdata("CT_small.dcm").parent
+        seen: list[int] = []
+
+        with DicomIndex(tmp_path / "index.sqlite") as index:
+            report = index_collection(root, index, collection="pyd", secret=SECRET, on_progress=lambda _p, n: seen.append(n))
+
+        assert report.indexed > 50
+        assert len(report.skipped) > 5
+        assert all(skipped.reason for skipped in report.skipped)
+        assert seen[-1] == report.indexed + len(report.skipped)
+
+    def test_index_collection_replaces_previous_rows(self, synthetic_root: Path, tmp_path: Path) -> None:
+        with DicomIndex(tmp_path / "index.sqlite") as index:
+            index_collection(synthetic_root, index, collection="c", secret=SECRET)
+            index_collection(synthetic_root, index, collection="c", secret=SECRET)
+            index_collection(_testdata("CT_small.dcm").parent, index, collection="other", secret=SECRET)
+
+            assert index.count_for_table("c", "patient") == 16
+            assert index.collections() == ["c", "other"]
+
+    def test_count_for_table_unknown_table(self, tmp_path: Path) -> None:
+        with DicomIndex(tmp_path / "index.sqlite") as index, pytest.raises(ValueError, match="unknown"):
+            index.count_for_table("c", "users; DROP TABLE patient")
