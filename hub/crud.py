@@ -300,6 +300,7 @@ def create_access_request(
     """Create a request with one pending decision per collection."""
     request = AccessRequest(project_id=project.id, requester=requester.username)
     session.add(request)
+    session.flush()  # the request row exists before the decisions that point at it
     decisions = [
         Decision(
             access_request_id=request.id,
@@ -401,6 +402,7 @@ def create_train(
         manifest_hash=manifest_hash_for(signed),
     )
     session.add(train)
+    session.flush()  # the train row exists before the jobs that point at it
     session.add_all(
         Job(
             train_id=train.id,

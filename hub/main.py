@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -58,7 +57,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             catalog.close()
             engine.dispose()
             del app.state.catalog
-            gc.collect()  # let Oxigraph release its lock on the folder now, not at some later collection
 
     app = FastAPI(
         title="Trainyard hub",

@@ -132,7 +132,7 @@ def require_role(role: Role) -> Callable[[User], User]:
 
     def _check(user: CurrentUser) -> User:
         if user.role != role:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"only a {role.value} may do this")
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"this needs the {role.value} role")
         return user
 
     return _check

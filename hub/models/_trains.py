@@ -44,7 +44,7 @@ class Job(SQLModel, table=True):
     collection_id: str = Field(foreign_key="collection.id")
     collection: str
     status: JobStatus = Field(default=JobStatus.QUEUED, index=True)
-    failure: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    failure: dict[str, Any] | None = Field(default=None, sa_type=JSON(none_as_null=True))
     created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -1,0 +1,200 @@
+"""/projects and /access-requests: requests, steward decisions, grants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+from hub_factories import Headers, HubFactory, Researcher
+
+from protocol import Role
+
+
+def _decision_path(request: dict[str, Any], verb: str) -> str:
+    return f"/access-requests/{request['id']}/decisions/{request['decisions'][0]['id']}/{verb}"
+
+
+def test_create_project(client: TestClient, researcher: Researcher) -> None:
+    answer = client.post("/projects", json={"title": "T", "purpose": "P"}, headers=researcher.headers)
+
+    assert answer.status_code == 201
+    assert answer.json()["owner"] == "rosa"
+
+
+def test_create_project_not_researcher(client: TestClient, steward_headers: Headers) -> None:
+    answer = client.post("/projects", json={"title": "T", "purpose": "P"}, headers=steward_headers)
+
+    assert answer.status_code == 403
+
+
+def test_read_projects_lists_own(client: TestClient, hub: HubFactory, researcher: Researcher, project_id: str) -> None:
+    other = hub.create_researcher("mallory")
+    hub.create_project(other)
+
+    answer = client.get("/projects", headers=researcher.headers)
+
+    assert answer.json()["count"] == 1
+    assert answer.json()["data"][0]["id"] == project_id
+
+
+def test_create_access_request_pending_decisions(
+    client: TestClient, researcher: Researcher, project_id: str, collection_id: str
+) -> None:
+    body = {"project_id": project_id, "collections": [collection_id, collection_id]}
+
+    answer = client.post("/access-requests", json=body, headers=researcher.headers)
+
+    assert answer.status_code == 201
+    request = answer.json()
+    assert request["requester"] == "rosa"
+    (decision,) = request["decisions"]
+    assert decision["station"] == "site-a"
+    assert decision["collection"] == "chest-ct"
+    assert decision["status"] == "pending"
+    assert decision["decided_by"] is None
+
+
+def test_create_access_request_unknown_collection(client: TestClient, researcher: Researcher, project_id: str) -> None:
+    body = {"project_id": project_id, "collections": ["site-a/nope"]}
+
+    answer = client.post("/access-requests", json=body, headers=researcher.headers)
+
+    assert answer.status_code == 404
+    assert "site-a/nope" in answer.json()["detail"]
+
+
+def test_create_access_request_not_project_owner(
+    client: TestClient, hub: HubFactory, project_id: str, collection_id: str
+) -> None:
+    mallory = hub.create_researcher("mallory")
+    body = {"project_id": project_id, "collections": [collection_id]}
+
+    answer = client.post("/access-requests", json=body, headers=mallory.headers)
+
+    assert answer.status_code == 403
+
+
+def test_create_access_request_unknown_project(client: TestClient, researcher: Researcher, collection_id: str) -> None:
+    body = {"project_id": "nope", "collections": [collection_id]}
+
+    assert client.post("/access-requests", json=body, headers=researcher.headers).status_code == 404
+
+
+def test_approve_decision_by_station_steward(
+    client: TestClient,
+    hub: HubFactory,
+    researcher: Researcher,
+    project_id: str,
+    collection_id: str,
+    steward_headers: Headers,
+) -> None:
+    request = hub.request_access(researcher, project_id, [collection_id])
+
+    answer = client.post(_decision_path(request, "approve"), json={"comment": "fine"}, headers=steward_headers)
+
+    assert answer.status_code == 200
+    decision = answer.json()["decisions"][0]
+    assert decision["status"] == "approved"
+    assert decision["decided_by"] == "steward-a"
+    assert decision["comment"] == "fine"
+    assert decision["decided_at"] is not None
+
+
+def test_approve_decision_without_body(
+    client: TestClient,
+    hub: HubFactory,
+    researcher: Researcher,
+    project_id: str,
+    collection_id: str,
+    steward_headers: Headers,
+) -> None:
+    request = hub.request_access(researcher, project_id, [collection_id])
+
+    answer = client.post(_decision_path(request, "approve"), headers=steward_headers)
+
+    assert answer.status_code == 200
+    assert answer.json()["decisions"][0]["comment"] is None
+
+
+def test_reject_decision_by_station_steward(
+    client: TestClient,
+    hub: HubFactory,
+    researcher: Researcher,
+    project_id: str,
+    collection_id: str,
+    steward_headers: Headers,
+) -> None:
+    request = hub.request_access(researcher, project_id, [collection_id])
+
+    answer = client.post(_decision_path(request, "reject"), json={"comment": "no"}, headers=steward_headers)
+
+    assert answer.status_code == 200
+    assert answer.json()["decisions"][0]["status"] == "rejected"
+
+
+def test_approve_decision_steward_of_other_station(
+    client: TestClient, hub: HubFactory, researcher: Researcher, project_id: str, collection_id: str
+) -> None:
+    request = hub.request_access(researcher, project_id, [collection_id])
+    steward_b = hub.create_user("steward-b", Role.STEWARD, station="site-b")
+
+    answer = client.post(_decision_path(request, "approve"), headers=steward_b)
+
+    assert answer.status_code == 403
+    assert "site-a" in answer.json()["detail"]
+
+
+def test_approve_decision_as_researcher(
+    client: TestClient, hub: HubFactory, researcher: Researcher, project_id: str, collection_id: str
+) -> None:
+    request = hub.request_access(researcher, project_id, [collection_id])
+
+    answer = client.post(_decision_path(request, "approve"), headers=researcher.headers)
+
+    assert answer.status_code == 403
+
+
+def test_approve_decision_twice(
+    client: TestClient,
+    hub: HubFactory,
+    researcher: Researcher,
+    project_id: str,
+    collection_id: str,
+    steward_headers: Headers,
+) -> None:
+    request = hub.request_access(researcher, project_id, [collection_id])
+    assert client.post(_decision_path(request, "approve"), headers=steward_headers).status_code == 200
+
+    again = client.post(_decision_path(request, "reject"), headers=steward_headers)
+
+    assert again.status_code == 409
+    assert "already made: approved by steward-a" in again.json()["detail"]
+
+
+def test_approve_decision_unknown(client: TestClient, steward_headers: Headers) -> None:
+    answer = client.post("/access-requests/nope/decisions/nope/approve", headers=steward_headers)
+
+    assert answer.status_code == 404
+
+
+def test_read_access_requests_by_role(
+    client: TestClient,
+    hub: HubFactory,
+    researcher: Researcher,
+    project_id: str,
+    collection_id: str,
+    steward_headers: Headers,
+    admin_headers: Headers,
+) -> None:
+    hub.request_access(researcher, project_id, [collection_id])
+    steward_b = hub.create_user("steward-b", Role.STEWARD, station="site-b")
+    mallory = hub.create_researcher("mallory")
+
+    def count(headers: Headers) -> int:
+        return int(client.get("/access-requests", headers=headers).json()["count"])
+
+    assert count(researcher.headers) == 1
+    assert count(steward_headers) == 1
+    assert count(admin_headers) == 1
+    assert count(steward_b) == 0
+    assert count(mallory.headers) == 0
