@@ -30,7 +30,12 @@ def run_train(tmp_path: Path, data_dir: Path, parameters: dict[str, object] | No
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     job_file = tmp_path / "job.json"
-    job = {"job_id": "job-1", "station": "site-a", "collection": "chest-ct", "outputs": ["cohort.json"]}
+    job: dict[str, object] = {
+        "job_id": "job-1",
+        "station": "site-a",
+        "collection": "chest-ct",
+        "outputs": ["cohort.json"],
+    }
     if parameters is not None:
         job["parameters"] = parameters
     job_file.write_text(json.dumps(job))
