@@ -52,7 +52,15 @@ wait_for_engine() {
     return 1
 }
 
-if pgrep -x dockerd >/dev/null 2>&1; then
+dockerd_running() {
+    if command -v pgrep >/dev/null 2>&1; then
+        pgrep -x dockerd >/dev/null 2>&1
+    else
+        [ -s /var/run/docker.pid ] && kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null
+    fi
+}
+
+if dockerd_running; then
     say "dockerd is running but not answering yet; waiting up to ${WAIT_S}s"
     if wait_for_engine ""; then
         say "Docker engine answers"
