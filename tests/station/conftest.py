@@ -50,9 +50,7 @@ def state(settings: StationSettings, synthetic_root: Path) -> StationState:
     station_state = StationState(settings.state_dir)
     station_state.ensure()
     station_state.load_or_create_keys()
-    station_state.write_identity(
-        StationIdentity(name=STATION, hub_url=HUB_URL, station_id="st-1", api_token=API_TOKEN)
-    )
+    station_state.write_identity(StationIdentity(name=STATION, hub_url=HUB_URL, station_id="st-1", api_token=API_TOKEN))
     secret = station_state.load_or_create_pseudonym_key()
     with DicomIndex(station_state.index_file) as index:
         index_collection(synthetic_root, index, collection=COLLECTION, secret=secret)

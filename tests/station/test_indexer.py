@@ -1,9 +1,9 @@
 import sqlite3
 from pathlib import Path
 
+import pydicom.data
 import pytest
 from pydicom import dcmread
-import pydicom.data
 from pydicom.data import get_testdata_file
 
 from station.indexer import (
@@ -178,7 +178,9 @@ class TestIndexCollection:
         seen: list[int] = []
 
         with DicomIndex(tmp_path / "index.sqlite") as index:
-            report = index_collection(root, index, collection="pyd", secret=SECRET, on_progress=lambda _p, n: seen.append(n))
+            report = index_collection(
+                root, index, collection="pyd", secret=SECRET, on_progress=lambda _p, n: seen.append(n)
+            )
 
         assert report.indexed > 50
         assert len(report.skipped) > 5

@@ -4,7 +4,6 @@ import pytest
 from rdflib import Graph, Literal, URIRef
 from rdflib import namespace as ns
 
-
 import protocol
 from protocol import CollectionSummary
 from station.catalog import TY, build_publication, collection_to_turtle

@@ -149,7 +149,9 @@ json.dump(outcomes, open("/out/net.json", "w"))
 @needs_bwrap
 @pytest.mark.slow
 def test_run_train_timeout_kills(tmp_path: Path) -> None:
-    code = "import subprocess, time\nsubprocess.Popen(['sleep', '120'])\nprint('started', flush=True)\ntime.sleep(120)\n"
+    code = (
+        "import subprocess, time\nsubprocess.Popen(['sleep', '120'])\nprint('started', flush=True)\ntime.sleep(120)\n"
+    )
 
     result = SandboxExecutor().run_train(_spec(tmp_path, code, timeout_s=1.5))
 
