@@ -245,14 +245,14 @@ def run_demo(
 
         _step(console, "Each station's data steward approves")
         for site in DEMO_SITES:
-            steward = TrainyardClient(federation.hub_url)
-            steward.login(f"steward-{site.station}", passwords[f"steward-{site.station}"])
-            for pending in steward.read_access_requests():
+            approver = TrainyardClient(federation.hub_url)
+            approver.login(f"steward-{site.station}", passwords[f"steward-{site.station}"])
+            for pending in approver.read_access_requests():
                 for decision in pending["decisions"]:
                     if decision["station"] == site.station and decision["status"] == "pending":
-                        steward.decide(pending["id"], decision["id"], approve=True, comment="Approved for the demo")
+                        approver.decide(pending["id"], decision["id"], approve=True, comment="Approved for the demo")
                         console.print(f"  [green]✓[/green] {decision['collection']} approved by steward-{site.station}")
-            steward.close()
+            approver.close()
 
         _step(console, "Submitting the signed cohort-stats train")
         train = researcher.submit_train(
@@ -282,43 +282,84 @@ def _fmt(value: Any) -> str:
         return "<k"
     if isinstance(value, float):
         return f"{value:.1f}"
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {_fmt(item)}" for key, item in value.items())
     return str(value)
 
 
+def _total(values: list[Any]) -> str:
+    """Sum across stations; a suppressed count makes the total a lower bound."""
+    counts = [value for value in values if isinstance(value, int) and not isinstance(value, bool)]
+    return str(sum(counts)) if len(counts) == len(values) else f"≥{sum(counts)}"
+
+
+def _intensity(value: Any) -> str:
+    if not isinstance(value, dict) or value.get("mean") is None:
+        return _fmt(value)
+    return f"{value['mean']:.1f} ± {value.get('sd') or 0:.1f} (n={_fmt(value.get('n_series'))})"
+
+
+# cohort.json's sections in the order a researcher reads them; anything else follows as is.
+_SECTIONS = (
+    ("subjects_by_sex", "Subjects by sex"),
+    ("subjects_by_age_band", "Subjects by age band"),
+    ("series_by_modality", "Series by modality"),
+    ("instances_by_modality", "Instances by modality"),
+    ("mean_intensity_by_modality", "Mean intensity per series, by modality (mean ± sd over series)"),
+)
+_HIDDEN = {"train", "files", "station", "collection", "k"}
+
+
+def _station_table(title: str, stations: list[str], *, total: bool) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold")
+    table.add_column("")
+    for station in stations:
+        table.add_column(station, justify="right")
+    if total:
+        table.add_column("all stations", justify="right", style="bold")
+    return table
+
+
 def print_results(result: DemoResult, console: Console) -> None:
-    """Print the decrypted cohort statistics as tables, one column per station."""
+    """Print the decrypted cohort statistics as tables: one column per station and their total."""
     stations = sorted(result.results)
     if not stations:
         console.print("[red]No results were decrypted.[/red]")
         return
-    sections: dict[str, set[str]] = {}
-    for cohort in result.results.values():
-        for section, values in cohort.items():
-            if isinstance(values, dict):
-                sections.setdefault(section, set()).update(values)
-    for section, keys in sections.items():
-        table = Table(title=section.replace("_", " "), title_justify="left")
-        table.add_column("")
-        for station in stations:
-            table.add_column(station, justify="right")
-        for key in sorted(keys):
-            row = []
-            for station in stations:
-                value = result.results[station].get(section, {}).get(key)
-                row.append(json.dumps(value) if isinstance(value, dict) else _fmt(value))
-            table.add_row(key, *row)
-        console.print(table)
-    scalars = sorted(
-        {key for cohort in result.results.values() for key, value in cohort.items() if not isinstance(value, dict)}
+    cohorts = [result.results[station] for station in stations]
+
+    overview = _station_table("Cohort", stations, total=True)
+    for key in ("subjects", "studies", "series", "instances"):
+        values = [cohort.get(key) for cohort in cohorts]
+        overview.add_row(key, *(_fmt(value) for value in values), _total(values))
+    console.print(overview)
+
+    known = dict(_SECTIONS)
+    extra = sorted(
+        key for cohort in cohorts for key, value in cohort.items() if isinstance(value, dict) and key not in known
     )
-    if scalars:
-        table = Table(title="totals", title_justify="left")
-        table.add_column("")
-        for station in stations:
-            table.add_column(station, justify="right")
-        for key in scalars:
-            table.add_row(key, *(_fmt(result.results[station].get(key)) for station in stations))
+    for section in [key for key, _ in _SECTIONS] + [key for key in dict.fromkeys(extra) if key not in _HIDDEN]:
+        rows = sorted({key for cohort in cohorts for key in (cohort.get(section) or {})})
+        if not rows:
+            continue
+        is_intensity = section == "mean_intensity_by_modality"
+        table = _station_table(known.get(section, section.replace("_", " ")), stations, total=not is_intensity)
+        for row in rows:
+            values = [(cohort.get(section) or {}).get(row) for cohort in cohorts]
+            if is_intensity:
+                table.add_row(row, *(_intensity(value) for value in values))
+            else:
+                table.add_row(row, *(_fmt(value) for value in values), _total(values))
         console.print(table)
+
+    k = {cohort.get("k") for cohort in cohorts} - {None}
+    files = [cohort.get("files") or {} for cohort in cohorts]
+    unreadable = sum(item.get("unreadable") or 0 for item in files)
+    console.print(
+        f"[dim]<k: a count between 1 and k-1 (k = {', '.join(map(str, sorted(k))) or '?'}), suppressed at the station; "
+        f"≥: a total over suppressed counts. Files read: {sum(item.get('read') or 0 for item in files)}, "
+        f"unreadable and skipped: {unreadable}.[/dim]"
+    )
 
 
 def explain_failure(error: TrainyardError, console: Console) -> None:

@@ -1,15 +1,12 @@
 """DockerExecutor against a real Docker engine and the real train base image.
 
-The session fixture starts the engine (``docker/ensure-engine.sh``) and builds the base
-image (``docker/build-train-base.sh``); the tests skip, with the reason printed, only when
-no engine can be started at all.
+The session fixture ``docker_client`` (tests/conftest.py) starts the engine and builds the
+base image; the tests skip, with the reason printed, only when no engine can be started.
 """
 
 import importlib.util
 import json
-import subprocess
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -31,24 +28,6 @@ def load_sample_dicom() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="session")
-def docker_client() -> Iterator[DockerClient]:
-    engine = subprocess.run(
-        ["bash", str(REPO / "docker" / "ensure-engine.sh")], capture_output=True, text=True, timeout=300
-    )
-    if engine.returncode != 0:
-        reason = (engine.stderr.strip().splitlines() or ["ensure-engine.sh failed"])[-1]
-        pytest.skip(f"no Docker engine could be started: {reason}")
-    build = subprocess.run(
-        ["bash", str(REPO / "docker" / "build-train-base.sh")], capture_output=True, text=True, timeout=1200
-    )
-    if build.returncode != 0:
-        pytest.fail(f"the train base image could not be built:\n{build.stderr[-3000:]}")
-    client = DockerClient.from_env(timeout=60)
-    yield client
-    client.close()
 
 
 def make_spec(tmp_path: Path, *, data_dir: Path, train_dir: Path, outputs: list[str], **limits: Any) -> RunSpec:
