@@ -4,6 +4,15 @@ Schemas of every message, signatures, sealed envelopes and content addresses. Th
 package imports nothing else of Trainyard.
 """
 
+from ._audit import AuditEntry as AuditEntry
+from ._audit import AuditHead as AuditHead
+from ._audit import AuditProblem as AuditProblem
+from ._audit import AuditProblemKind as AuditProblemKind
+from ._audit import AuditVerification as AuditVerification
+from ._audit import audit_entries_from_jsonl as audit_entries_from_jsonl
+from ._audit import audit_to_prov_turtle as audit_to_prov_turtle
+from ._audit import next_audit_entry as next_audit_entry
+from ._audit import verify_audit_chain as verify_audit_chain
 from ._crypto import open_sealed as open_sealed
 from ._crypto import seal as seal
 from ._crypto import sign_bytes as sign_bytes
@@ -50,6 +59,11 @@ from ._schemas import TrainManifest as TrainManifest
 from ._schemas import utc_now as utc_now
 
 __all__ = [
+    "AuditEntry",
+    "AuditHead",
+    "AuditProblem",
+    "AuditProblemKind",
+    "AuditVerification",
     "CollectionPublication",
     "CollectionSummary",
     "ContentHashError",
@@ -72,6 +86,8 @@ __all__ = [
     "TrainKind",
     "TrainManifest",
     "TrainyardError",
+    "audit_entries_from_jsonl",
+    "audit_to_prov_turtle",
     "b64decode",
     "b64encode",
     "canonical_json",
@@ -81,6 +97,7 @@ __all__ = [
     "is_content_address",
     "key_id_for_public_key",
     "load_key_pair",
+    "next_audit_entry",
     "open_sealed",
     "save_key_pair",
     "seal",
@@ -89,6 +106,7 @@ __all__ = [
     "sign_manifest",
     "sign_publication",
     "utc_now",
+    "verify_audit_chain",
     "verify_bytes",
     "verify_content_address",
     "verify_envelope",
