@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -230,8 +231,8 @@ class StationAgent:
     def __repr__(self) -> str:
         return f"StationAgent(station={self.identity.name!r})"
 
-    def _audit(self, event: str, **fields: object) -> None:
-        append_audit(self.state.audit_file, event, **fields)
+    def _audit(self, event: str, **fields: Any) -> None:
+        append_audit(self.state.audit_file, event, actor=self.identity.name, **fields)
 
     def poll_next_job(self) -> Job | None:
         """Long-poll the hub once; return the next job, or None when there is none."""

@@ -19,7 +19,7 @@ from rdflib import Graph
 import protocol
 from protocol import Job, JobStatus, KeyPair, ResultEnvelope, ResultPayload
 from station.agent import HubError, StationAgent, enrol, publish_collections, run_agent
-from station.audit import read_audit, verify_audit_chain
+from station.audit import read_audit, verify_audit_log
 from station.config import StationSettings
 from station.executors import RunResult, RunSpec, SandboxExecutor
 from station.state import StationState
@@ -398,7 +398,7 @@ class TestOutbox:
         _agent(settings, hub, fake_executor()).process_job(job_for(researcher, train_bundle))
 
         assert "job-1" in hub.results
-        events = [event["event"] for event in read_audit(state.audit_file)]
+        events = [entry.action for entry in read_audit(state.audit_file)]
         assert events[-1] == "result.uploaded"
 
     def test_received_job_is_resumed_after_a_crash(
@@ -474,7 +474,7 @@ class TestLoop:
         agent = StationAgent(settings, client=client, executor=fake_executor())
 
         assert agent.poll_next_job() is None
-        assert read_audit(state.audit_file)[-1]["event"] == "job.malformed"
+        assert read_audit(state.audit_file)[-1].action == "job.malformed"
 
     def test_audit_log_is_chained_and_holds_no_secrets(
         self,
@@ -492,7 +492,7 @@ class TestLoop:
 
         _agent(settings, hub, fake_executor()).run(once=True)
 
-        events = [event["event"] for event in read_audit(state.audit_file)]
+        events = [entry.action for entry in read_audit(state.audit_file)]
         assert events == [
             "job.received",
             "job.verified",
@@ -501,7 +501,7 @@ class TestLoop:
             "result.queued",
             "result.uploaded",
         ]
-        assert verify_audit_chain(state.audit_file)
+        assert verify_audit_log(state.audit_file).ok
         assert API_TOKEN not in state.audit_file.read_text()
         assert API_TOKEN not in caplog.text
 

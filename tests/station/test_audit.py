@@ -1,30 +1,64 @@
 import json
+import threading
 from pathlib import Path
 
-from station.audit import append_audit, read_audit, verify_audit_chain
+from protocol import AuditProblemKind
+from station.audit import append_audit, audit_head_file, read_audit, read_audit_head, verify_audit_log
 
 
-def test_append_audit_chains_lines(tmp_path: Path) -> None:
+def test_append_audit_chains_entries(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
 
     append_audit(path, "job.received", job_id="j1")
     append_audit(path, "job.refused", job_id="j1", reason="bad signature")
 
-    events = read_audit(path)
-    assert [e["event"] for e in events] == ["job.received", "job.refused"]
-    assert events[0]["prev"] == ""
-    assert verify_audit_chain(path)
+    entries = read_audit(path)
+    assert [(e.seq, e.action, e.subject) for e in entries] == [(1, "job.received", "j1"), (2, "job.refused", "j1")]
+    assert entries[1].prev == entries[0].hash
+    assert entries[1].details["reason"] == "bad signature"
+    assert read_audit_head(path) is not None and read_audit_head(path).seq == 2  # type: ignore[union-attr]
+    assert verify_audit_log(path).ok
     assert path.stat().st_mode & 0o777 == 0o600
 
 
-def test_verify_audit_chain_detects_edit(tmp_path: Path) -> None:
+def test_verify_audit_log_detects_an_edit(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
     for n in range(3):
         append_audit(path, "job.run", job_id=f"j{n}")
     lines = path.read_text().splitlines()
     edited = json.loads(lines[1])
-    edited["job_id"] = "other"
+    edited["subject"] = "other"
     lines[1] = json.dumps(edited, sort_keys=True)
     path.write_text("\n".join(lines) + "\n")
 
-    assert not verify_audit_chain(path)
+    result = verify_audit_log(path)
+
+    assert [(p.kind, p.seq) for p in result.problems] == [(AuditProblemKind.EDITED, 2)]
+
+
+def test_verify_audit_log_detects_a_cut_off_tail(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    for n in range(3):
+        append_audit(path, "job.run", job_id=f"j{n}")
+    path.write_text("\n".join(path.read_text().splitlines()[:2]) + "\n")
+
+    assert [p.kind for p in verify_audit_log(path).problems] == [AuditProblemKind.TRUNCATED]
+    assert audit_head_file(path).name == "audit.head"
+
+
+def test_concurrent_appends_keep_one_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+
+    def write(worker: int) -> None:
+        for n in range(20):
+            append_audit(path, "job.run", job_id=f"w{worker}-{n}")
+
+    threads = [threading.Thread(target=write, args=(worker,)) for worker in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    result = verify_audit_log(path)
+    assert result.ok, result.problems
+    assert result.entries == 80
