@@ -12,7 +12,16 @@ from rich.console import Console
 from rich.table import Table
 
 from hub.cli import app as hub_app
-from protocol import TrainyardError, b64decode, generate_key_pair, load_key_pair, save_key_pair
+from protocol import (
+    AuditHead,
+    TrainyardError,
+    audit_entries_from_jsonl,
+    b64decode,
+    generate_key_pair,
+    load_key_pair,
+    save_key_pair,
+    verify_audit_chain,
+)
 from station.cli import app as station_app
 
 from ._client import TrainyardClient
@@ -34,6 +43,8 @@ results_app = typer.Typer(help="Fetch, verify and decrypt results.", no_args_is_
 app.add_typer(keys_app, name="keys")
 app.add_typer(train_app, name="train")
 app.add_typer(results_app, name="results")
+audit_app = typer.Typer(help="Verify exported audit chains (hub or station).", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -208,6 +219,38 @@ def results_get(
             console.print(f"{job['station']}: {', '.join(result.payload.files)} → {target}")
     except TrainyardError as error:
         _fail(error)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    export: Annotated[Path, typer.Argument(help="A JSON-lines export (hub: GET /audit or 'hub audit export').")],
+    head: Annotated[
+        str | None,
+        typer.Option("--head", help="The head you noted earlier, as SEQ:HASH; a cut-off or rewritten tail shows."),
+    ] = None,
+) -> None:
+    """Verify an exported audit chain: exit 1 naming every edited, deleted, inserted or reordered entry."""
+    try:
+        expected = None
+        if head is not None:
+            seq, _, digest = head.partition(":")
+            expected = AuditHead(seq=int(seq), hash=digest)
+        entries = list(audit_entries_from_jsonl(export.read_text("utf-8").splitlines()))
+    except (OSError, ValueError) as exc:
+        err_console.print(f"[red]cannot read {export}:[/red] {exc}")
+        raise typer.Exit(code=2) from None
+    except TrainyardError as error:
+        _fail(error)
+    result = verify_audit_chain(entries, head=expected)
+    if result.ok:
+        console.print(
+            f"{export}: audit chain intact ({result.entries} entries, head {result.head.seq}:{result.head.hash})"
+        )
+        return
+    err_console.print(f"[bold red]{export}: audit chain BROKEN[/bold red] ({len(result.problems)} problems)")
+    for problem in result.problems:
+        err_console.print(f"  {problem.kind.value:<10} {problem.message}")
+    raise typer.Exit(code=1)
 
 
 def main() -> None:

@@ -10,13 +10,14 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from hub import crud
 from hub.core.config import Settings
 from hub.core.db import create_db_engine, create_tables
 from hub.models import UserCreate
-from protocol import Role
+from protocol import AuditVerification, Role, audit_to_prov_turtle
 
 __all__ = ["app"]
 
@@ -88,3 +89,71 @@ def serve_hub(
     typer.echo(f"Trainyard hub: state {state}, catalog IRIs under {settings.base_iri}")
     typer.echo(f"  API docs http://{host}:{port}/docs  GraphQL http://{host}:{port}/graphql")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+audit_app = typer.Typer(name="audit", help="The hub's hash-chained audit log.", no_args_is_help=True)
+app.add_typer(audit_app)
+
+
+def _print_verification(result: AuditVerification, where: str) -> None:
+    if result.ok:
+        typer.echo(f"{where}: audit chain intact ({result.entries} entries, head {result.head.seq})")
+        return
+    typer.echo(f"{where}: audit chain BROKEN ({len(result.problems)} problems in {result.entries} entries)", err=True)
+    for problem in result.problems:
+        typer.echo(f"  {problem.kind.value:<10} {problem.message}", err=True)
+
+
+@audit_app.command("verify")
+def verify_audit(state: StateOption = Path("./hub-state")) -> None:
+    """Verify the hub's audit chain; exit 1 naming every edited, deleted, inserted or reordered entry."""
+    from hub.audit import verify_hub_audit
+
+    engine = _open_existing(state)
+    try:
+        with Session(engine) as session:
+            result = verify_hub_audit(session)
+    finally:
+        engine.dispose()
+    _print_verification(result, str(state))
+    if not result.ok:
+        raise typer.Exit(code=1)
+
+
+@audit_app.command("export")
+def export_audit(
+    state: StateOption = Path("./hub-state"),
+    fmt: Annotated[str, typer.Option("--format", help="jsonl (JSON lines) or prov (PROV-O Turtle).")] = "jsonl",
+    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of standard output.")] = None,
+) -> None:
+    """Export the audit chain as JSON lines or as PROV-O."""
+    from hub.audit import audit_entries
+
+    if fmt not in {"jsonl", "prov"}:
+        typer.echo(f"unknown format {fmt!r}: use jsonl or prov", err=True)
+        raise typer.Exit(code=2)
+    engine = _open_existing(state)
+    try:
+        with Session(engine) as session:
+            entries = list(audit_entries(session))
+    finally:
+        engine.dispose()
+    if fmt == "jsonl":
+        text = "".join(entry.to_json_line() + "\n" for entry in entries)
+    else:
+        text = audit_to_prov_turtle(entries)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {len(entries)} audit entries to {out}", err=True)
+
+
+def _open_existing(state: Path) -> Engine:
+    settings = Settings(state_dir=state)
+    if settings.effective_database_url.startswith("sqlite") and not state.is_dir():
+        typer.echo(f"no hub state in {state}: run 'trainyard hub init --state {state}' first", err=True)
+        raise typer.Exit(code=2)
+    engine = create_db_engine(settings)
+    create_tables(engine)
+    return engine

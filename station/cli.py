@@ -222,3 +222,8 @@ def run(
         run_agent(settings, once=once, executor=chosen)
     except KeyboardInterrupt:
         _console.print("stopped")
+
+
+from .audit_cli import audit_app as _audit_app  # noqa: E402  (a command group of its own module)
+
+app.add_typer(_audit_app)

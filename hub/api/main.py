@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from hub.api.routes import access_requests, artifacts, auth, catalog, graphql, jobs, projects, stations, trains, users
+from hub.api.routes import (
+    access_requests,
+    artifacts,
+    audit,
+    auth,
+    catalog,
+    graphql,
+    jobs,
+    projects,
+    stations,
+    trains,
+    users,
+)
 
 __all__ = ["api_router"]
 
 api_router = APIRouter()
 api_router.include_router(auth.router)
+api_router.include_router(audit.router)
 api_router.include_router(users.router)
 api_router.include_router(stations.router)
 api_router.include_router(catalog.router)

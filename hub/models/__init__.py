@@ -1,5 +1,7 @@
 """Table models and the Create/Public shapes of every hub resource."""
 
+from hub.models._audit import AuditHeadRow as AuditHeadRow
+from hub.models._audit import AuditRecord as AuditRecord
 from hub.models._catalog import Collection as Collection
 from hub.models._catalog import CollectionPublic as CollectionPublic
 from hub.models._catalog import CollectionsPublic as CollectionsPublic
@@ -45,6 +47,8 @@ __all__ = [
     "AccessRequestPublic",
     "AccessRequestsPublic",
     "ArtifactPublic",
+    "AuditHeadRow",
+    "AuditRecord",
     "Collection",
     "CollectionPublic",
     "CollectionsPublic",

@@ -62,3 +62,25 @@ def test_concurrent_appends_keep_one_chain(tmp_path: Path) -> None:
     result = verify_audit_log(path)
     assert result.ok, result.problems
     assert result.entries == 80
+
+
+def test_station_audit_cli_verifies_and_exports(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from station.cli import app
+    from station.state import StationState
+
+    state = tmp_path / "station"
+    log = StationState(state).audit_file
+    for n in range(3):
+        append_audit(log, "job.run", job_id=f"j{n}")
+    runner = CliRunner()
+
+    intact = runner.invoke(app, ["audit", "verify", "--state", str(state)])
+    exported = runner.invoke(app, ["audit", "export", "--state", str(state), "--format", "prov"])
+    log.write_text("\n".join(log.read_text().splitlines()[:2]) + "\n")
+    broken = runner.invoke(app, ["audit", "verify", "--state", str(state)])
+
+    assert intact.exit_code == 0 and "intact (3 entries" in intact.output
+    assert exported.exit_code == 0 and exported.output.count("a prov:Activity") == 3
+    assert broken.exit_code == 1 and "truncated" in broken.output

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, status
 
-from hub import crud
-from hub.api.deps import CurrentUser, ResearcherUser, SessionDep, StewardUser
+from hub import audit, crud
+from hub.api.deps import CurrentUser, EngineDep, ResearcherUser, SessionDep, StewardUser
 from hub.models import (
     AccessRequest,
     AccessRequestCreate,
@@ -24,7 +24,9 @@ router = APIRouter(prefix="/access-requests", tags=["access_requests"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create_access_request(body: AccessRequestCreate, session: SessionDep, user: ResearcherUser) -> AccessRequestPublic:
+def create_access_request(
+    body: AccessRequestCreate, session: SessionDep, user: ResearcherUser, engine: EngineDep
+) -> AccessRequestPublic:
     """Ask for access to collections on behalf of one of the caller's projects."""
     project = crud.get_project(session=session, project_id=body.project_id)
     if project is None:
@@ -42,6 +44,14 @@ def create_access_request(body: AccessRequestCreate, session: SessionDep, user: 
         collections.append(collection)
     request, decisions = crud.create_access_request(
         session=session, project=project, requester=user, collections=collections
+    )
+    audit.record_event(
+        engine,
+        actor=user.username,
+        role=user.role.value,
+        action="access_request.created",
+        subject=request.id,
+        details={"project": project.id, "collections": [decision.collection_id for decision in decisions]},
     )
     return AccessRequestPublic.from_rows(request, decisions)
 
@@ -81,6 +91,7 @@ CommentBody = Annotated[DecisionComment | None, Body()]
 
 def _decide(
     session: SessionDep,
+    engine: EngineDep,
     steward: StewardUser,
     target: StationDecision,
     decision_status: DecisionStatus,
@@ -94,20 +105,28 @@ def _decide(
             status.HTTP_409_CONFLICT,
             detail=f"this decision was already made: {decision.status.value} by {decision.decided_by}",
         )
+    audit.record_event(
+        engine,
+        actor=steward.username,
+        role=steward.role.value,
+        action=f"decision.{decision_status.value}",
+        subject=decision.id,
+        details={"access_request": request.id, "collection": decision.collection_id, "comment": bool(comment)},
+    )
     return AccessRequestPublic.from_rows(request, crud.decisions_for_request(session=session, request_id=request.id))
 
 
 @router.post("/{access_request_id}/decisions/{decision_id}/approve")
 def approve_decision(
-    session: SessionDep, steward: StewardUser, target: StationDecision, body: CommentBody = None
+    session: SessionDep, engine: EngineDep, steward: StewardUser, target: StationDecision, body: CommentBody = None
 ) -> AccessRequestPublic:
     """Approve access to one collection: this is the project's grant on it."""
-    return _decide(session, steward, target, DecisionStatus.APPROVED, body.comment if body else None)
+    return _decide(session, engine, steward, target, DecisionStatus.APPROVED, body.comment if body else None)
 
 
 @router.post("/{access_request_id}/decisions/{decision_id}/reject")
 def reject_decision(
-    session: SessionDep, steward: StewardUser, target: StationDecision, body: CommentBody = None
+    session: SessionDep, engine: EngineDep, steward: StewardUser, target: StationDecision, body: CommentBody = None
 ) -> AccessRequestPublic:
     """Reject access to one collection."""
-    return _decide(session, steward, target, DecisionStatus.REJECTED, body.comment if body else None)
+    return _decide(session, engine, steward, target, DecisionStatus.REJECTED, body.comment if body else None)

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from hub import crud
+from hub import audit, crud
 from hub.api.deps import (
     AdminUser,
     CatalogDep,
@@ -69,7 +69,9 @@ def create_enrolment_token(
 
 
 @router.post("/enrol", status_code=status.HTTP_201_CREATED)
-def enrol_station(enrolment: StationEnrolment, session: SessionDep, settings: SettingsDep) -> StationEnrolled:
+def enrol_station(
+    enrolment: StationEnrolment, session: SessionDep, settings: SettingsDep, engine: EngineDep
+) -> StationEnrolled:
     """Redeem an enrolment token: register the station's public keys and get its API token."""
     if not crud.redeem_enrolment_token(session=session, token=enrolment.enrolment_token, station=enrolment.name):
         raise HTTPException(
@@ -78,6 +80,7 @@ def enrol_station(enrolment: StationEnrolment, session: SessionDep, settings: Se
         )
     station = crud.enrol_station(session=session, enrolment=enrolment)
     token = crud.create_station_token(session=session, station=station, ttl_s=settings.station_token_ttl_s)
+    audit.record_event(engine, actor=station.id, role="station", action="station.enrolled", subject=station.id)
     return StationEnrolled(station_id=station.id, api_token=token)
 
 
@@ -130,6 +133,7 @@ def _claim_next_job(engine: Engine, station_id: str) -> JobMessage | None:
         if claimed is None:
             return None
         job, train = claimed
+        audit.record_event(engine, actor=station_id, role="station", action="job.dispatched", subject=job.id)
         return JobMessage(
             job_id=job.id,
             train_id=train.id,
@@ -176,6 +180,7 @@ def upload_job_result(
     session: SessionDep,
     station: CurrentStation,
     vault: VaultDep,
+    engine: EngineDep,
 ) -> JobPublic:
     """Store a job's signed, sealed result (the same envelope again is a no-op)."""
     job = crud.get_job(session=session, job_id=job_id)
@@ -207,6 +212,14 @@ def upload_job_result(
         try:
             crud.record_result(
                 session=session, job=job, envelope=envelope, address=address, path=vault.relative_path_for(address)
+            )
+            audit.record_event(
+                engine,
+                actor=station.id,
+                role="station",
+                action="result.uploaded",
+                subject=job.id,
+                details={"status": envelope.status.value, "address": address},
             )
             return JobPublic.from_job(job)
         except IntegrityError:  # a concurrent upload of the same job won the race

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
 
-from hub import crud
-from hub.api.deps import ArtifactsDep, OwnedTrain, ResearcherUser, SessionDep, WakeupsDep
+from hub import audit, crud
+from hub.api.deps import ArtifactsDep, EngineDep, OwnedTrain, ResearcherUser, SessionDep, WakeupsDep
 from hub.models import Collection, TrainPublic, TrainsPublic
 from protocol import SignatureError, SignedManifest, verify_manifest
 
@@ -14,7 +14,12 @@ router = APIRouter(prefix="/trains", tags=["trains"])
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_train(
-    signed: SignedManifest, session: SessionDep, user: ResearcherUser, artifacts: ArtifactsDep, wakeups: WakeupsDep
+    signed: SignedManifest,
+    session: SessionDep,
+    user: ResearcherUser,
+    artifacts: ArtifactsDep,
+    wakeups: WakeupsDep,
+    engine: EngineDep,
 ) -> TrainPublic:
     """Accept a signed train and queue one job per target collection."""
     if not user.signing_public_key:
@@ -57,6 +62,19 @@ def create_train(
             detail=f"this signed manifest was already submitted as train {earlier.id!r}: sign a new one to run again",
         )
     train, jobs = crud.create_train(session=session, signed=signed, owner=user, collections=collections)
+    audit.record_event(
+        engine,
+        actor=user.username,
+        role=user.role.value,
+        action="train.submitted",
+        subject=train.id,
+        details={
+            "project": project.id,
+            "train": f"{manifest.name}@{manifest.version}",
+            "bundle": manifest.bundle_hash,
+            "jobs": [job.id for job in jobs],
+        },
+    )
     wakeups.notify(job.station_id for job in jobs)
     return TrainPublic.from_rows(train, jobs)
 
