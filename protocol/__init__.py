@@ -34,6 +34,10 @@ from ._hashing import content_address as content_address
 from ._hashing import content_address_for_file as content_address_for_file
 from ._hashing import is_content_address as is_content_address
 from ._hashing import verify_content_address as verify_content_address
+from ._httpsig import SignedRequest as SignedRequest
+from ._httpsig import content_digest as content_digest
+from ._httpsig import sign_request as sign_request
+from ._httpsig import verify_request as verify_request
 from ._keys import KeyPair as KeyPair
 from ._keys import b64decode as b64decode
 from ._keys import b64encode as b64encode
@@ -81,6 +85,7 @@ __all__ = [
     "SealedBox",
     "SignatureError",
     "SignedManifest",
+    "SignedRequest",
     "StationEnrolled",
     "StationEnrolment",
     "TrainKind",
@@ -93,6 +98,7 @@ __all__ = [
     "canonical_json",
     "content_address",
     "content_address_for_file",
+    "content_digest",
     "generate_key_pair",
     "is_content_address",
     "key_id_for_public_key",
@@ -105,6 +111,7 @@ __all__ = [
     "sign_envelope",
     "sign_manifest",
     "sign_publication",
+    "sign_request",
     "utc_now",
     "verify_audit_chain",
     "verify_bytes",
@@ -112,4 +119,5 @@ __all__ = [
     "verify_envelope",
     "verify_manifest",
     "verify_publication",
+    "verify_request",
 ]
