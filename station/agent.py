@@ -20,7 +20,7 @@ import random
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,6 +34,7 @@ from protocol import (
     Job,
     JobFailure,
     JobStatus,
+    KeyPair,
     ResultEnvelope,
     ResultPayload,
     StationEnrolled,
@@ -82,13 +83,44 @@ def _detail(response: httpx.Response) -> str:
     return f"{response.status_code} {detail or response.reason_phrase}"
 
 
+class StationSignature(httpx.Auth):
+    """Sign every request to the hub with the station's key (HTTP message signatures, RFC 9421)."""
+
+    requires_request_body = True
+
+    def __init__(self, keys: KeyPair) -> None:
+        self._keys = keys
+
+    def __repr__(self) -> str:
+        return f"StationSignature(key_id={self._keys.key_id!r})"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Add Content-Digest, Signature-Input and Signature to ``request``."""
+        request.headers.update(
+            protocol.sign_request(
+                method=request.method,
+                path=request.url.path,
+                query=request.url.query.decode("ascii"),
+                body=request.content,
+                key=self._keys.signing,
+                key_id=self._keys.key_id,
+            )
+        )
+        yield request
+
+
 def hub_client(
-    identity: StationIdentity, *, read_timeout_s: float = 30.0, transport: httpx.BaseTransport | None = None
+    identity: StationIdentity,
+    keys: KeyPair,
+    *,
+    read_timeout_s: float = 30.0,
+    transport: httpx.BaseTransport | None = None,
 ) -> httpx.Client:
-    """Return an HTTP client for the hub, authenticated with the station's API token."""
+    """Return an HTTP client for the hub: the station's API token, and every request signed with its key."""
     return httpx.Client(
         base_url=identity.hub_url,
         headers={"Authorization": f"Bearer {identity.api_token}"},
+        auth=StationSignature(keys),
         timeout=httpx.Timeout(30.0, read=read_timeout_s),
         transport=transport,
     )
@@ -162,7 +194,7 @@ def publish_collections(settings: StationSettings, *, client: httpx.Client | Non
     keys = state.load_keys()
     published: list[str] = []
     owned = client is None
-    http = client or hub_client(identity)
+    http = client or hub_client(identity, keys)
     try:
         with DicomIndex(state.index_file) as index:
             for record in state.list_collections():
@@ -223,7 +255,7 @@ class StationAgent:
         self.identity = self.state.read_identity()
         self.keys = self.state.load_keys()
         self.outbox = Outbox(self.state.outbox_dir)
-        self.client = client or hub_client(self.identity, read_timeout_s=settings.poll_wait_s + 15.0)
+        self.client = client or hub_client(self.identity, self.keys, read_timeout_s=settings.poll_wait_s + 15.0)
         self._executor = executor
         self.retry_delays = retry_delays
         self._sleep = sleep

@@ -14,9 +14,10 @@ from hub import crud
 from hub.blobs import BlobStore
 from hub.catalog.store import CatalogStore
 from hub.core.config import Settings
+from hub.core.replay import NonceCache
 from hub.core.wakeups import StationWakeups
 from hub.models import Job, Station, Train, User
-from protocol import Role
+from protocol import Role, SignatureError, key_id_for_public_key, verify_request
 
 __all__ = [
     "AdminUser",
@@ -101,16 +102,38 @@ def _get_current_user(session: SessionDep, credentials: TokenDep) -> User:
     return user
 
 
-def _get_current_station(session: SessionDep, credentials: TokenDep) -> Station:
+async def _verify_station_request(request: Request, station: Station) -> None:
+    """Refuse a station request that is unsigned, stale, replayed or changed (401, saying why)."""
+    settings: Settings = request.app.state.settings
+    try:
+        signed = verify_request(
+            method=request.method,
+            path=request.url.path,
+            query=request.url.query,
+            body=await request.body(),
+            headers=request.headers,
+            public_key=station.signing_public_key,
+            expected_key_id=key_id_for_public_key(station.signing_public_key),
+            max_age_s=settings.station_request_max_age_s,
+        )
+    except SignatureError as exc:
+        raise _unauthorised(f"station request refused: {exc}") from exc
+    nonces: NonceCache = request.app.state.nonces
+    if not nonces.remember(station.id, signed.nonce):
+        raise _unauthorised("station request refused: this signed request was already received (a replay)")
+
+
+async def _get_current_station(request: Request, session: SessionDep, credentials: TokenDep) -> Station:
     if credentials is None:
         raise _unauthorised("send the station's API token as 'Authorization: Bearer <token>'")
     station = crud.get_station_for_token(session=session, token=credentials.credentials)
     if station is None:
         raise _unauthorised("the station token is unknown or revoked: enrol the station again")
+    await _verify_station_request(request, station)
     return station
 
 
-def _get_current_caller(session: SessionDep, credentials: TokenDep) -> User | Station:
+async def _get_current_caller(request: Request, session: SessionDep, credentials: TokenDep) -> User | Station:
     if credentials is None:
         raise _unauthorised("send a user's or a station's token as 'Authorization: Bearer <token>'")
     user = crud.get_user_for_token(session=session, token=credentials.credentials)
@@ -119,6 +142,7 @@ def _get_current_caller(session: SessionDep, credentials: TokenDep) -> User | St
     station = crud.get_station_for_token(session=session, token=credentials.credentials)
     if station is None:
         raise _unauthorised("the token is unknown or expired")
+    await _verify_station_request(request, station)
     return station
 
 

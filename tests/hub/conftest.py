@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from hub_factories import STATION, EnrolledStation, Headers, HubFactory, Researcher, make_manifest
+from hub_factories import (
+    STATION,
+    EnrolledStation,
+    Headers,
+    HubFactory,
+    Researcher,
+    make_manifest,
+    sign_station_requests,
+)
 
 from hub import Settings, create_app
 from hub.core import security
@@ -36,6 +44,7 @@ def settings(tmp_path: Path) -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     """A test client of a running hub app."""
     with TestClient(create_app(settings)) as test_client:
+        test_client.event_hooks["request"].append(sign_station_requests)
         yield test_client
 
 

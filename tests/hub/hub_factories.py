@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import httpx
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
@@ -22,6 +23,7 @@ from protocol import (
     generate_key_pair,
     sign_manifest,
     sign_publication,
+    sign_request,
 )
 
 PASSWORD = "correct horse battery"
@@ -30,6 +32,30 @@ OTHER_STATION = "site-b"
 COLLECTION = "chest-ct"
 
 Headers = dict[str, str]
+UNSIGNED = "X-Test-Unsigned"
+"""A header that tells :func:`sign_station_requests` to leave a request unsigned."""
+
+_STATION_KEYS: dict[str, KeyPair] = {}
+
+
+def sign_station_requests(request: httpx.Request) -> None:
+    """An httpx request hook: sign requests that carry an enrolled test station's token, as a station does."""
+    if request.headers.pop(UNSIGNED, None) is not None or "signature" in request.headers:
+        return
+    token = request.headers.get("authorization", "").removeprefix("Bearer ")
+    keys = _STATION_KEYS.get(token)
+    if keys is None:
+        return
+    request.headers.update(
+        sign_request(
+            method=request.method,
+            path=request.url.path,
+            query=request.url.query.decode("ascii"),
+            body=request.read(),
+            key=keys.signing,
+            key_id=keys.key_id,
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -179,7 +205,9 @@ class HubFactory:
         }
         answer = self.client.post("/stations/enrol", json=body)
         assert answer.status_code == 201, answer.text
-        return EnrolledStation(name=name, keys=keys, headers={"Authorization": f"Bearer {answer.json()['api_token']}"})
+        token = answer.json()["api_token"]
+        _STATION_KEYS[token] = keys
+        return EnrolledStation(name=name, keys=keys, headers={"Authorization": f"Bearer {token}"})
 
     def publish(self, station: EnrolledStation, collection: str = COLLECTION, **kwargs: object) -> str:
         """Publish a collection; return its id."""
