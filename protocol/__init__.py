@@ -17,10 +17,12 @@ from ._crypto import open_sealed as open_sealed
 from ._crypto import seal as seal
 from ._crypto import sign_bytes as sign_bytes
 from ._crypto import sign_envelope as sign_envelope
+from ._crypto import sign_grant as sign_grant
 from ._crypto import sign_manifest as sign_manifest
 from ._crypto import sign_publication as sign_publication
 from ._crypto import verify_bytes as verify_bytes
 from ._crypto import verify_envelope as verify_envelope
+from ._crypto import verify_grant as verify_grant
 from ._crypto import verify_manifest as verify_manifest
 from ._crypto import verify_publication as verify_publication
 from ._errors import ContentHashError as ContentHashError
@@ -29,6 +31,8 @@ from ._errors import PolicyError as PolicyError
 from ._errors import ProtocolError as ProtocolError
 from ._errors import SignatureError as SignatureError
 from ._errors import TrainyardError as TrainyardError
+from ._grants import Grant as Grant
+from ._grants import SignedGrant as SignedGrant
 from ._hashing import canonical_json as canonical_json
 from ._hashing import content_address as content_address
 from ._hashing import content_address_for_file as content_address_for_file
@@ -72,6 +76,7 @@ __all__ = [
     "CollectionSummary",
     "ContentHashError",
     "DecryptionError",
+    "Grant",
     "Job",
     "JobFailure",
     "JobStatus",
@@ -84,6 +89,7 @@ __all__ = [
     "Role",
     "SealedBox",
     "SignatureError",
+    "SignedGrant",
     "SignedManifest",
     "SignedRequest",
     "StationEnrolled",
@@ -109,6 +115,7 @@ __all__ = [
     "seal",
     "sign_bytes",
     "sign_envelope",
+    "sign_grant",
     "sign_manifest",
     "sign_publication",
     "sign_request",
@@ -117,6 +124,7 @@ __all__ = [
     "verify_bytes",
     "verify_content_address",
     "verify_envelope",
+    "verify_grant",
     "verify_manifest",
     "verify_publication",
     "verify_request",

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import BaseModel
 
 from ._errors import DecryptionError, ProtocolError, SignatureError
+from ._grants import Grant, SignedGrant
 from ._hashing import canonical_json
 from ._keys import b64decode, b64encode, key_id_for_public_key, public_key_from_text
 from ._schemas import CollectionPublication, ResultEnvelope, SealedBox, SignedManifest, TrainManifest
@@ -30,10 +31,12 @@ __all__ = [
     "seal",
     "sign_bytes",
     "sign_envelope",
+    "sign_grant",
     "sign_manifest",
     "sign_publication",
     "verify_bytes",
     "verify_envelope",
+    "verify_grant",
     "verify_manifest",
     "verify_publication",
 ]
@@ -182,3 +185,16 @@ def open_sealed(box: SealedBox, recipient_key: X25519PrivateKey) -> bytes:
         return AESGCM(key).decrypt(nonce, ciphertext, aad)
     except (InvalidTag, ValueError, ProtocolError) as exc:
         raise DecryptionError("the sealed box cannot be opened: it was tampered with or is corrupt") from exc
+
+
+def sign_grant(grant: Grant, key: Ed25519PrivateKey) -> SignedGrant:
+    """Sign a grant with the steward's key (on the steward's machine)."""
+    return SignedGrant(grant=grant, signature=sign_bytes(key, canonical_json(grant.model_dump(mode="json"))))
+
+
+def verify_grant(signed: SignedGrant, public_key: str) -> Grant:
+    """Return the grant when ``public_key`` signed it; raise :class:`SignatureError` otherwise."""
+    if key_id_for_public_key(public_key) != signed.grant.steward_key_id:
+        raise SignatureError(f"the grant names steward key {signed.grant.steward_key_id}, not this key")
+    verify_bytes(public_key, canonical_json(signed.grant.model_dump(mode="json")), signed.signature)
+    return signed.grant

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from protocol._grants import SignedGrant
+
 __all__ = [
     "CollectionPublication",
     "CollectionSummary",
@@ -172,6 +174,9 @@ class Job(_Message):
     collection: Slug
     signed_manifest: SignedManifest
     issued_at: datetime
+    grants: tuple[SignedGrant, ...] = Field(
+        default=(), description="the stewards' signed grants the hub holds for this project and collection"
+    )
 
 
 class SealedBox(_Message):
