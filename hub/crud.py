@@ -30,6 +30,7 @@ from protocol import (
     CollectionPublication,
     JobStatus,
     ResultEnvelope,
+    SignedGrant,
     SignedManifest,
     StationEnrolment,
     canonical_json,
@@ -73,6 +74,7 @@ __all__ = [
     "manifest_hash_for",
     "record_result",
     "redeem_enrolment_token",
+    "signed_grants_for",
     "touch_station",
     "update_user_keys",
     "upsert_collection",
@@ -351,13 +353,22 @@ def list_access_requests(
 
 
 def decide_decision(
-    *, session: Session, decision: Decision, status: DecisionStatus, steward: User, comment: str | None
+    *,
+    session: Session,
+    decision: Decision,
+    status: DecisionStatus,
+    steward: User,
+    comment: str | None,
+    signed_grant: SignedGrant | None = None,
 ) -> bool:
     """Approve or reject a pending decision; tell whether it was still pending."""
+    grant = signed_grant.model_dump(mode="json") if signed_grant is not None else None
     statement = (
         update(Decision)
         .where(col(Decision.id) == decision.id, col(Decision.status) == DecisionStatus.PENDING)
-        .values(status=status, decided_by=steward.username, comment=comment, decided_at=utc_now())
+        .values(
+            status=status, decided_by=steward.username, comment=comment, decided_at=utc_now(), signed_grant=grant
+        )
     )
     decided = session.exec(statement).rowcount == 1
     session.commit()
@@ -373,6 +384,20 @@ def has_grant(*, session: Session, project_id: str, collection_id: str) -> bool:
         Decision.status == DecisionStatus.APPROVED,
     )
     return session.exec(statement).first() is not None
+
+
+def signed_grants_for(*, session: Session, project_id: str, collection_id: str) -> list[SignedGrant]:
+    """Return the stewards' signed grants of approved decisions on the collection for the project."""
+    statement = select(Decision).where(
+        Decision.project_id == project_id,
+        Decision.collection_id == collection_id,
+        Decision.status == DecisionStatus.APPROVED,
+    )
+    return [
+        SignedGrant.model_validate(decision.signed_grant)
+        for decision in session.exec(statement)
+        if decision.signed_grant is not None
+    ]
 
 
 # -- trains, jobs, results ------------------------------------------------------------------

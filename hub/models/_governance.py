@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
+from sqlalchemy import JSON
 from sqlmodel import Field, SQLModel
 
 from hub.models._types import UTCDateTime, new_id
-from protocol import utc_now
+from protocol import SignedGrant, utc_now
 
 __all__ = [
     "AccessRequest",
@@ -90,6 +92,7 @@ class Decision(SQLModel, table=True):
     decided_by: str | None = Field(default=None, foreign_key="user.username")
     comment: str | None = None
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    signed_grant: dict[str, Any] | None = Field(default=None, sa_type=JSON)
 
 
 class AccessRequestCreate(SQLModel):
@@ -100,9 +103,10 @@ class AccessRequestCreate(SQLModel):
 
 
 class DecisionComment(SQLModel):
-    """An optional comment a steward adds to a decision."""
+    """An optional comment a steward adds to a decision, and (to approve) the grant signed on their machine."""
 
     comment: str | None = Field(default=None, max_length=5000)
+    signed_grant: SignedGrant | None = None
 
 
 class DecisionPublic(SQLModel):
@@ -115,6 +119,7 @@ class DecisionPublic(SQLModel):
     decided_by: str | None
     comment: str | None
     decided_at: datetime | None
+    signed_grant: dict[str, Any] | None = None
 
 
 class AccessRequestPublic(SQLModel):

@@ -18,7 +18,7 @@ from hub.models import (
     DecisionComment,
     DecisionStatus,
 )
-from protocol import Role
+from protocol import Role, SignatureError, SignedGrant, key_id_for_public_key, verify_grant
 
 router = APIRouter(prefix="/access-requests", tags=["access_requests"])
 
@@ -89,6 +89,43 @@ StationDecision = Annotated[tuple[AccessRequest, Decision], Depends(_get_station
 CommentBody = Annotated[DecisionComment | None, Body()]
 
 
+def _check_grant(
+    session: SessionDep,
+    steward: StewardUser,
+    request: AccessRequest,
+    decision: Decision,
+    decision_status: DecisionStatus,
+    signed_grant: SignedGrant,
+) -> None:
+    """Refuse (400/403) a grant that is not the steward's own signature over exactly this decision."""
+    if decision_status != DecisionStatus.APPROVED:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="only an approval carries a signed grant")
+    if not steward.signing_public_key:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail="register your public keys first (PUT /users/me/keys) so stations can check your grants",
+        )
+    try:
+        grant = verify_grant(signed_grant, steward.signing_public_key)
+    except SignatureError as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"the grant is not signed by you: {exc}") from exc
+    requester = crud.get_user_by_username(session=session, username=request.requester)
+    expected = {
+        "project_id": decision.project_id,
+        "station": decision.station,
+        "collection": decision.collection,
+        "researcher": request.requester,
+        "steward": steward.username,
+    }
+    if requester is not None and requester.signing_public_key:
+        expected["researcher_key_id"] = key_id_for_public_key(requester.signing_public_key)
+    wrong = [f"{field} should be {value!r}" for field, value in expected.items() if getattr(grant, field) != value]
+    if wrong:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, detail=f"the grant does not match this decision: {'; '.join(wrong)}"
+        )
+
+
 def _decide(
     session: SessionDep,
     engine: EngineDep,
@@ -96,10 +133,18 @@ def _decide(
     target: StationDecision,
     decision_status: DecisionStatus,
     comment: str | None,
+    signed_grant: SignedGrant | None = None,
 ) -> AccessRequestPublic:
     request, decision = target
+    if signed_grant is not None:
+        _check_grant(session, steward, request, decision, decision_status, signed_grant)
     if not crud.decide_decision(
-        session=session, decision=decision, status=decision_status, steward=steward, comment=comment
+        session=session,
+        decision=decision,
+        status=decision_status,
+        steward=steward,
+        comment=comment,
+        signed_grant=signed_grant,
     ):
         raise HTTPException(
             status.HTTP_409_CONFLICT,
@@ -121,7 +166,15 @@ def approve_decision(
     session: SessionDep, engine: EngineDep, steward: StewardUser, target: StationDecision, body: CommentBody = None
 ) -> AccessRequestPublic:
     """Approve access to one collection: this is the project's grant on it."""
-    return _decide(session, engine, steward, target, DecisionStatus.APPROVED, body.comment if body else None)
+    return _decide(
+        session,
+        engine,
+        steward,
+        target,
+        DecisionStatus.APPROVED,
+        body.comment if body else None,
+        body.signed_grant if body else None,
+    )
 
 
 @router.post("/{access_request_id}/decisions/{decision_id}/reject")

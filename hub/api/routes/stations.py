@@ -141,6 +141,9 @@ def _claim_next_job(engine: Engine, station_id: str) -> JobMessage | None:
             collection=job.collection,
             signed_manifest=SignedManifest.model_validate(train.signed_manifest),
             issued_at=job.created_at,
+            grants=tuple(
+                crud.signed_grants_for(session=session, project_id=train.project_id, collection_id=job.collection_id)
+            ),
         )
 
 

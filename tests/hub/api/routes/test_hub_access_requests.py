@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
-from hub_factories import Headers, HubFactory, Researcher
+from hub_factories import EnrolledStation, Headers, HubFactory, Researcher, make_manifest
 
-from protocol import Role
+from protocol import Grant, KeyPair, Role, generate_key_pair, sign_grant
 
 
 def _decision_path(request: dict[str, Any], verb: str) -> str:
@@ -198,3 +200,122 @@ def test_read_access_requests_by_role(
     assert count(admin_headers) == 1
     assert count(steward_b) == 0
     assert count(mallory.headers) == 0
+
+
+# -- steward-signed grants -----------------------------------------------------------------
+
+
+def _grant_for(
+    request: dict[str, Any], steward_keys: KeyPair, researcher: Researcher, **overrides: object
+) -> dict[str, Any]:
+    decision = request["decisions"][0]
+    now = datetime.now(UTC)
+    fields: dict[str, Any] = {
+        "grant_id": decision["id"],
+        "project_id": request["project_id"],
+        "station": decision["station"],
+        "collection": decision["collection"],
+        "researcher": researcher.username,
+        "researcher_key_id": researcher.keys.key_id,
+        "steward": "steward-a",
+        "steward_key_id": steward_keys.key_id,
+        "not_before": now - timedelta(minutes=1),
+        "not_after": now + timedelta(days=30),
+        "issued_at": now,
+        **overrides,
+    }
+    return sign_grant(Grant.model_validate(fields), steward_keys.signing).model_dump(mode="json")
+
+
+def _steward_with_keys(client: TestClient, steward_headers: Headers) -> KeyPair:
+    keys = generate_key_pair()
+    body = {"signing_public_key": keys.signing_public, "encryption_public_key": keys.encryption_public}
+    assert client.put("/users/me/keys", json=body, headers=steward_headers).status_code == 200
+    return keys
+
+
+def test_approve_with_signed_grant_delivers_it_with_jobs(
+    client: TestClient,
+    hub: HubFactory,
+    researcher: Researcher,
+    project_id: str,
+    collection_id: str,
+    steward_headers: Headers,
+    station: EnrolledStation,
+) -> None:
+    keys = _steward_with_keys(client, steward_headers)
+    request = hub.request_access(researcher, project_id, [collection_id])
+    grant = _grant_for(request, keys, researcher)
+
+    answer = client.post(_decision_path(request, "approve"), json={"signed_grant": grant}, headers=steward_headers)
+    bundle = hub.upload_bundle(researcher)
+    hub.submit(
+        make_manifest(researcher, project_id=project_id, collections=(collection_id,), bundle_hash=bundle), researcher
+    )
+    job = client.get("/stations/me/jobs/next", headers=station.headers).json()
+
+    assert answer.status_code == 200
+    assert answer.json()["decisions"][0]["signed_grant"] == grant
+    assert job["grants"] == [grant]
+
+
+def test_grant_signed_by_another_key_is_refused(
+    client: TestClient,
+    hub: HubFactory,
+    researcher: Researcher,
+    project_id: str,
+    collection_id: str,
+    steward_headers: Headers,
+) -> None:
+    keys = _steward_with_keys(client, steward_headers)
+    request = hub.request_access(researcher, project_id, [collection_id])
+    forged = _grant_for(request, generate_key_pair(), researcher, steward_key_id=keys.key_id)
+
+    answer = client.post(_decision_path(request, "approve"), json={"signed_grant": forged}, headers=steward_headers)
+
+    assert answer.status_code == 403
+    assert "not signed by you" in answer.json()["detail"]
+    assert (
+        client.get("/access-requests", headers=steward_headers).json()["data"][0]["decisions"][0]["status"] == "pending"
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("project_id", "another-project"), ("collection", "brain-mr"), ("researcher_key_id", "0" * 16)],
+)
+def test_grant_for_something_else_is_refused(
+    client: TestClient,
+    hub: HubFactory,
+    researcher: Researcher,
+    project_id: str,
+    collection_id: str,
+    steward_headers: Headers,
+    field: str,
+    value: str,
+) -> None:
+    keys = _steward_with_keys(client, steward_headers)
+    request = hub.request_access(researcher, project_id, [collection_id])
+    grant = _grant_for(request, keys, researcher, **{field: value})
+
+    answer = client.post(_decision_path(request, "approve"), json={"signed_grant": grant}, headers=steward_headers)
+
+    assert answer.status_code == 400
+    assert field in answer.json()["detail"]
+
+
+def test_signed_grant_needs_registered_steward_keys(
+    client: TestClient,
+    hub: HubFactory,
+    researcher: Researcher,
+    project_id: str,
+    collection_id: str,
+    steward_headers: Headers,
+) -> None:
+    request = hub.request_access(researcher, project_id, [collection_id])
+    grant = _grant_for(request, generate_key_pair(), researcher)
+
+    answer = client.post(_decision_path(request, "approve"), json={"signed_grant": grant}, headers=steward_headers)
+
+    assert answer.status_code == 400
+    assert "register your public keys" in answer.json()["detail"]
