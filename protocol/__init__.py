@@ -4,6 +4,7 @@ Schemas of every message, signatures, sealed envelopes and content addresses. Th
 package imports nothing else of Trainyard.
 """
 
+from ._audit import GENESIS_HASH as GENESIS_HASH
 from ._audit import AuditEntry as AuditEntry
 from ._audit import AuditHead as AuditHead
 from ._audit import AuditProblem as AuditProblem
@@ -31,6 +32,7 @@ from ._errors import PolicyError as PolicyError
 from ._errors import ProtocolError as ProtocolError
 from ._errors import SignatureError as SignatureError
 from ._errors import TrainyardError as TrainyardError
+from ._grants import REMOTE_PROCESSING as REMOTE_PROCESSING
 from ._grants import Grant as Grant
 from ._grants import SignedGrant as SignedGrant
 from ._hashing import canonical_json as canonical_json
@@ -48,6 +50,7 @@ from ._keys import b64encode as b64encode
 from ._keys import generate_key_pair as generate_key_pair
 from ._keys import key_id_for_public_key as key_id_for_public_key
 from ._keys import load_key_pair as load_key_pair
+from ._keys import public_key_from_text as public_key_from_text
 from ._keys import save_key_pair as save_key_pair
 from ._schemas import CollectionPublication as CollectionPublication
 from ._schemas import CollectionSummary as CollectionSummary
@@ -67,6 +70,8 @@ from ._schemas import TrainManifest as TrainManifest
 from ._schemas import utc_now as utc_now
 
 __all__ = [
+    "GENESIS_HASH",
+    "REMOTE_PROCESSING",
     "AuditEntry",
     "AuditHead",
     "AuditProblem",
@@ -111,6 +116,7 @@ __all__ = [
     "load_key_pair",
     "next_audit_entry",
     "open_sealed",
+    "public_key_from_text",
     "save_key_pair",
     "seal",
     "sign_bytes",

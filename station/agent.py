@@ -51,6 +51,7 @@ from .indexer import DicomIndex
 from .outbox import Outbox, file_name_for_job
 from .outputs import collect_outputs
 from .state import StationIdentity, StationState
+from .stewards import check_job_grants, read_stewards
 from .summary import summarise_collection
 
 __all__ = ["HubError", "StationAgent", "enrol", "hub_client", "publish_collections", "run_agent"]
@@ -354,6 +355,13 @@ class StationAgent:
         collection_id = f"{self.identity.name}/{job.collection}"
         if collection_id not in manifest.collections:
             raise _Refusal(f"the signed manifest does not name the collection {collection_id!r}")
+        if self.settings.require_grants:
+            try:
+                grant = check_job_grants(job, station=self.identity.name, stewards=read_stewards(self.state.root))
+            except protocol.PolicyError as exc:
+                self._audit("job.refused", job_id=job.job_id, project=manifest.project_id, reason=str(exc))
+                raise _Refusal(f"refused by the station: {exc}") from exc
+            self._audit("grant.verified", job_id=job.job_id, grant=grant.grant_id, steward=grant.steward)
         record = self.state.read_collection(job.collection)
         if record is None:
             raise _Refusal(f"this station holds no collection {job.collection!r}")

@@ -224,6 +224,8 @@ def run(
         _console.print("stopped")
 
 
-from .audit_cli import audit_app as _audit_app  # noqa: E402  (a command group of its own module)
+from .audit_cli import audit_app as _audit_app  # noqa: E402  (command groups of their own modules)
+from .stewards_cli import stewards_app as _stewards_app  # noqa: E402
 
 app.add_typer(_audit_app)
+app.add_typer(_stewards_app)

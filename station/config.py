@@ -62,3 +62,7 @@ class StationSettings(BaseSettings):
     pids: int = Field(default=256, ge=8)
     max_bundle_mb: int = Field(default=256, ge=1)
     max_output_mb: int = Field(default=64, ge=1)
+    require_grants: bool = Field(
+        default=True,
+        description="run a job only with a grant signed by a steward key in stewards.json (keep on in production)",
+    )

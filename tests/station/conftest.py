@@ -7,24 +7,28 @@ import json
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
 import protocol
-from protocol import Job, KeyPair, OutputSpec, ResultEnvelope, SignedManifest, TrainManifest
+from protocol import Grant, Job, KeyPair, OutputSpec, ResultEnvelope, SignedGrant, SignedManifest, TrainManifest
 from station.config import StationSettings
 from station.executors import RunResult, RunSpec
 from station.indexer import DicomIndex, index_collection
 from station.state import CollectionRecord, StationIdentity, StationState
+from station.stewards import add_steward
 from station.synthetic import write_synthetic_collection
 
 STATION = "site-a"
 COLLECTION = "chest-ct"
 HUB_URL = "http://hub.test"
 API_TOKEN = "station-api-token-0123456789-secret"
+STEWARD_NAME = "steward-a"
+STEWARD = protocol.generate_key_pair()
+"""The steward whose key the test station trusts (see the ``state`` fixture)."""
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +55,7 @@ def state(settings: StationSettings, synthetic_root: Path) -> StationState:
     station_state.ensure()
     station_state.load_or_create_keys()
     station_state.write_identity(StationIdentity(name=STATION, hub_url=HUB_URL, station_id="st-1", api_token=API_TOKEN))
+    add_steward(station_state.root, STEWARD_NAME, STEWARD.signing_public)
     secret = station_state.load_or_create_pseudonym_key()
     with DicomIndex(station_state.index_file) as index:
         index_collection(synthetic_root, index, collection=COLLECTION, secret=secret)
@@ -87,6 +92,35 @@ json.dump({"files": n, "job_id": job["job_id"], "k": job["parameters"]["k"]}, op
 """
 
 
+def make_grant(
+    researcher: KeyPair,
+    *,
+    steward: KeyPair = STEWARD,
+    steward_name: str = STEWARD_NAME,
+    station: str = STATION,
+    collection: str = COLLECTION,
+    project_id: str = "p1",
+    researcher_name: str = "rosa",
+    not_after: datetime | None = None,
+) -> SignedGrant:
+    """A grant signed by ``steward`` (by default the one the test station trusts)."""
+    now = datetime.now(UTC)
+    grant = Grant(
+        grant_id=f"g-{project_id}-{collection}",
+        project_id=project_id,
+        station=station,
+        collection=collection,
+        researcher=researcher_name,
+        researcher_key_id=researcher.key_id,
+        steward=steward_name,
+        steward_key_id=steward.key_id,
+        not_before=now - timedelta(days=1),
+        not_after=not_after or now + timedelta(days=30),
+        issued_at=now,
+    )
+    return protocol.sign_grant(grant, steward.signing)
+
+
 def make_job(
     researcher: KeyPair,
     bundle: bytes,
@@ -97,6 +131,7 @@ def make_job(
     outputs: tuple[str, ...] = ("result.json",),
     entrypoint: str = "main.py",
     collections: tuple[str, ...] | None = None,
+    grants: tuple[SignedGrant, ...] | None = None,
 ) -> Job:
     manifest = TrainManifest(
         name="count-files",
@@ -119,6 +154,7 @@ def make_job(
         collection=collection,
         signed_manifest=protocol.sign_manifest(manifest, researcher.signing),
         issued_at=datetime(2026, 1, 1, tzinfo=UTC),
+        grants=(make_grant(researcher, station=station, collection=collection),) if grants is None else grants,
     )
 
 
@@ -232,3 +268,8 @@ def tamper_job() -> Callable[[Job], Job]:
 @pytest.fixture()
 def fake_executor() -> type[FakeExecutor]:
     return FakeExecutor
+
+
+@pytest.fixture()
+def grant_for() -> Callable[..., SignedGrant]:
+    return make_grant

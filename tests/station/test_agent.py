@@ -495,6 +495,7 @@ class TestLoop:
         events = [entry.action for entry in read_audit(state.audit_file)]
         assert events == [
             "job.received",
+            "grant.verified",
             "job.verified",
             "job.run",
             "job.succeeded",
