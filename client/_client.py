@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from protocol import (
+    Grant,
     KeyPair,
     ProtocolError,
     ResultEnvelope,
@@ -25,6 +27,7 @@ from protocol import (
     b64decode,
     content_address,
     open_sealed,
+    sign_grant,
     sign_manifest,
     utc_now,
     verify_envelope,
@@ -186,6 +189,51 @@ class TrainyardClient:
         verb = "approve" if approve else "reject"
         path = f"/access-requests/{request_id}/decisions/{decision_id}/{verb}"
         result: dict[str, Any] = self._json("POST", path, json={"comment": comment})
+        return result
+
+    def approve_with_grant(
+        self,
+        request: dict[str, Any],
+        decision: dict[str, Any],
+        *,
+        keys: KeyPair,
+        steward: str,
+        valid_days: int = 365,
+        comment: str = "",
+    ) -> dict[str, Any]:
+        """Approve one decision with a grant signed here, by the steward's own key.
+
+        The grant names the project, the station and collection, the researcher and the key id of
+        the researcher's signing key (as the hub reports it: compare it with the one the researcher
+        gave you), and a validity period. Stations run jobs only with grants their operator's
+        trusted steward keys signed.
+
+        Raises
+        ------
+        ClientError
+            When the request has no researcher key yet, or the hub refuses the grant.
+        """
+        if not request.get("requester_key_id"):
+            raise ClientError(f"researcher {request['requester']!r} has no signing key registered yet", status=None)
+        now = utc_now()
+        grant = Grant(
+            grant_id=decision["id"],
+            project_id=request["project_id"],
+            station=decision["station"],
+            collection=decision["collection"],
+            researcher=request["requester"],
+            researcher_key_id=request["requester_key_id"],
+            steward=steward,
+            steward_key_id=keys.key_id,
+            not_before=now - timedelta(minutes=5),
+            not_after=now + timedelta(days=valid_days),
+            issued_at=now,
+        )
+        signed = sign_grant(grant, keys.signing)
+        path = f"/access-requests/{request['id']}/decisions/{decision['id']}/approve"
+        result: dict[str, Any] = self._json(
+            "POST", path, json={"comment": comment or None, "signed_grant": signed.model_dump(mode="json")}
+        )
         return result
 
     # trains and results

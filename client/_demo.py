@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from protocol import TrainyardError, generate_key_pair, save_key_pair
+from protocol import KeyPair, TrainyardError, generate_key_pair, save_key_pair
 
 from ._client import TrainyardClient
 from ._federation import FederationError, LocalFederation, run_cli
@@ -74,7 +74,14 @@ def _prepare_state(state_dir: Path, console: Console) -> None:
 
 
 def _prepare_station(
-    federation: LocalFederation, site: DemoSite, index: int, *, seed: int, token: str, patients: int
+    federation: LocalFederation,
+    site: DemoSite,
+    index: int,
+    *,
+    seed: int,
+    token: str,
+    patients: int,
+    steward_key: str,
 ) -> str:
     state = federation.station_state(site.station)
     data = federation.state_dir / "data" / site.station
@@ -113,6 +120,9 @@ def _prepare_station(
         log=log,
     )
     run_cli(["station", "publish", "--state", str(state)], log=log)
+    # The operator trusts the station's own steward: only grants this key signs let jobs run.
+    steward = f"steward-{site.station}"
+    run_cli(["station", "stewards", "add", steward, "--key", steward_key, "--state", str(state)], log=log)
     return site.station
 
 
@@ -122,15 +132,19 @@ def _step(console: Console, text: str) -> None:
 
 def _search_table(hits: list[dict[str, Any]]) -> Table:
     table = Table(title="Catalog search: modality CT", title_justify="left")
-    for column in ("collection", "subjects", "studies", "series", "modalities", "manufacturers"):
-        table.add_column(column)
+    table.add_column("collection", no_wrap=True)
+    for column in ("subjects", "studies", "series"):
+        table.add_column(column, justify="right")
+    table.add_column("modalities")
+    table.add_column("manufacturer")
 
     def _values(items: list[dict[str, Any]]) -> str:
         return ", ".join(f"{item['value']} ({item['count'] if item['count'] is not None else '<k'})" for item in items)
 
     for hit in hits:
         counts = [str(hit[key]) if hit[key] is not None else "<k" for key in ("subjects", "studies", "series")]
-        table.add_row(hit["id"], *counts, _values(hit["modalities"]), _values(hit["manufacturers"]))
+        manufacturers = ", ".join(item["value"] for item in hit["manufacturers"])
+        table.add_row(hit["id"], *counts, _values(hit["modalities"]), manufacturers)
     return table
 
 
@@ -206,14 +220,29 @@ def run_demo(
             steward = f"steward-{site.station}"
             admin.create_user(username=steward, password=passwords[steward], role="steward", station=site.station)
         admin.create_user(username=_RESEARCHER, password=passwords[_RESEARCHER], role="researcher")
-        console.print(f"  admin, researcher '{_RESEARCHER}' and one steward per station created")
+        steward_keys: dict[str, KeyPair] = {}
+        for site in DEMO_SITES:
+            steward = f"steward-{site.station}"
+            steward_keys[steward] = generate_key_pair()  # on the steward's own machine
+            save_key_pair(steward_keys[steward], state_dir / "stewards" / steward / "keys")
+            with TrainyardClient(federation.hub_url) as steward_client:
+                steward_client.login(steward, passwords[steward])
+                steward_client.update_keys(steward_keys[steward])
+        console.print(f"  admin, researcher '{_RESEARCHER}' and one steward per station (with signing keys) created")
 
         _step(console, "Stations: synthesise DICOM, enrol, harvest headers, publish collections")
         tokens = [admin.create_enrolment_token(site.station) for site in DEMO_SITES]
         with ThreadPoolExecutor(max_workers=len(DEMO_SITES)) as pool:
             futures = [
                 pool.submit(
-                    _prepare_station, federation, site, index, seed=seed, token=tokens[index], patients=patients
+                    _prepare_station,
+                    federation,
+                    site,
+                    index,
+                    seed=seed,
+                    token=tokens[index],
+                    patients=patients,
+                    steward_key=steward_keys[f"steward-{site.station}"].signing_public,
                 )
                 for index, site in enumerate(DEMO_SITES)
             ]
@@ -243,15 +272,21 @@ def run_demo(
         request = researcher.create_access_request(project_id=project["id"], collections=collection_ids)
         console.print(f"  request {request['id'][:8]} → {len(request['decisions'])} decisions, one per station")
 
-        _step(console, "Each station's data steward approves")
+        _step(console, "Each station's data steward approves and signs a grant on their own machine")
         for site in DEMO_SITES:
+            steward = f"steward-{site.station}"
             approver = TrainyardClient(federation.hub_url)
-            approver.login(f"steward-{site.station}", passwords[f"steward-{site.station}"])
+            approver.login(steward, passwords[steward])
             for pending in approver.read_access_requests():
                 for decision in pending["decisions"]:
                     if decision["station"] == site.station and decision["status"] == "pending":
-                        approver.decide(pending["id"], decision["id"], approve=True, comment="Approved for the demo")
-                        console.print(f"  [green]✓[/green] {decision['collection']} approved by steward-{site.station}")
+                        approver.approve_with_grant(
+                            pending, decision, keys=steward_keys[steward], steward=steward, comment="Approved"
+                        )
+                        console.print(
+                            f"  [green]✓[/green] {site.station}/{decision['collection']}: "
+                            f"grant signed by {steward} (key {steward_keys[steward].key_id[:8]})"
+                        )
             approver.close()
 
         _step(console, "Submitting the signed cohort-stats train")

@@ -130,14 +130,20 @@ class AccessRequestPublic(SQLModel):
     requester: str
     created_at: datetime
     decisions: list[DecisionPublic]
+    requester_key_id: str | None = Field(
+        default=None, description="the key id of the requester's signing key, which a steward's grant names"
+    )
 
     @classmethod
-    def from_rows(cls, request: AccessRequest, decisions: list[Decision]) -> AccessRequestPublic:
+    def from_rows(
+        cls, request: AccessRequest, decisions: list[Decision], *, requester_key_id: str | None = None
+    ) -> AccessRequestPublic:
         """Build the public shape of a request and its decisions."""
         return cls(
             id=request.id,
             project_id=request.project_id,
             requester=request.requester,
+            requester_key_id=requester_key_id,
             created_at=request.created_at,
             decisions=[DecisionPublic.model_validate(decision, from_attributes=True) for decision in decisions],
         )

@@ -84,3 +84,13 @@ def test_demo_refuses_a_foreign_state_dir(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="not a demo state"):
         run_demo(tmp_path, console=Console(file=io.StringIO()))
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_demo_stations_ran_only_with_their_stewards_signed_grants(demo: DemoResult) -> None:
+    from station.audit import read_audit, verify_audit_log
+
+    for station in STATIONS:
+        log = demo.state_dir / "stations" / station / "audit.log"
+        actions = [entry.action for entry in read_audit(log)]
+        assert "grant.verified" in actions and "job.refused" not in actions
+        assert verify_audit_log(log).ok

@@ -65,7 +65,16 @@ def read_access_requests(session: SessionDep, user: CurrentUser) -> AccessReques
         rows = crud.list_access_requests(session=session, station=user.station or "")
     else:
         rows = crud.list_access_requests(session=session)
-    data = [AccessRequestPublic.from_rows(request, decisions) for request, decisions in rows]
+    key_ids: dict[str, str | None] = {}
+    for request, _decisions in rows:
+        if request.requester not in key_ids:
+            requester = crud.get_user_by_username(session=session, username=request.requester)
+            key = requester.signing_public_key if requester is not None else None
+            key_ids[request.requester] = key_id_for_public_key(key) if key else None
+    data = [
+        AccessRequestPublic.from_rows(request, decisions, requester_key_id=key_ids[request.requester])
+        for request, decisions in rows
+    ]
     return AccessRequestsPublic(data=data, count=len(data))
 
 
