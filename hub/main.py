@@ -13,6 +13,7 @@ from hub.blobs import BlobStore
 from hub.catalog.store import CatalogStore
 from hub.core.config import Settings, get_settings
 from hub.core.db import create_db_engine, create_tables
+from hub.core.ratelimit import LoginLimiter
 from hub.core.replay import NonceCache
 from hub.core.wakeups import StationWakeups
 
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.vault = BlobStore(resolved.vault_dir)
         app.state.wakeups = StationWakeups(asyncio.get_running_loop())
         app.state.nonces = NonceCache(resolved.station_request_max_age_s)
+        app.state.login_limiter = LoginLimiter(resolved.login_max_failures, resolved.login_window_s)
         try:
             yield
         finally:

@@ -73,3 +73,16 @@ def test_tokens_are_stored_hashed(client: TestClient, hub: HubFactory) -> None:
     database = (client.app.state.settings.state_dir / "hub.sqlite3").read_bytes()  # type: ignore[attr-defined]
 
     assert token.encode() not in database
+
+
+def test_login_is_rate_limited_after_repeated_failures(client: TestClient, hub: HubFactory) -> None:
+    hub.create_user("rosa", Role.RESEARCHER)
+    wrong = {"username": "rosa", "password": "not the password"}
+
+    answers = [client.post("/auth/login", json=wrong).status_code for _ in range(5)]
+    blocked = client.post("/auth/login", json={"username": "rosa", "password": PASSWORD})
+
+    assert answers == [401] * 5
+    assert blocked.status_code == 429
+    assert int(blocked.headers["Retry-After"]) > 0
+    assert "too many failed log-ins" in blocked.json()["detail"]
