@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from protocol import (
     TrainyardError,
     b64decode,
     content_address,
+    key_id_for_public_key,
     open_sealed,
     sign_grant,
     sign_manifest,
@@ -289,7 +291,7 @@ class TrainyardClient:
         """The sealed, signed envelope a station uploaded for a job."""
         return ResultEnvelope.model_validate(self._json("GET", f"/jobs/{job_id}/result"))
 
-    def fetch_result(self, job_id: str, *, keys: KeyPair) -> JobResult:
+    def fetch_result(self, job_id: str, *, keys: KeyPair | Sequence[KeyPair]) -> JobResult:
         """Download a job's result, verify the station's signature and decrypt it locally.
 
         Raises
@@ -297,7 +299,8 @@ class TrainyardClient:
         SignatureError
             When the envelope is not signed by the station the job ran at.
         DecryptionError
-            When the result was not sealed for ``keys`` or was changed.
+            When the result was not sealed for ``keys`` (or any of them: pass the current and
+            retired pairs after a rotation) or was changed.
         """
         envelope = self.read_job_result(job_id)
         stations = {station["name"]: station for station in self.read_stations()}
@@ -307,7 +310,10 @@ class TrainyardClient:
         if envelope.sealed is None:
             reason = envelope.failure.reason if envelope.failure else "no reason given"
             raise ClientError(f"job {job_id} at {envelope.station} failed: {reason}")
-        payload = ResultPayload.model_validate_json(open_sealed(envelope.sealed, keys.encryption))
+        candidates = [keys] if isinstance(keys, KeyPair) else list(keys)
+        recipient = envelope.sealed.recipient_key_id
+        chosen = next((pair for pair in candidates if key_id_for_public_key(pair.encryption_public) == recipient), None)
+        payload = ResultPayload.model_validate_json(open_sealed(envelope.sealed, (chosen or candidates[0]).encryption))
         if payload.job_id != envelope.job_id or payload.station != envelope.station:
             raise ProtocolError("the sealed result belongs to another job or station")
         return JobResult(payload=payload)

@@ -17,15 +17,14 @@ from protocol import (
     TrainyardError,
     audit_entries_from_jsonl,
     b64decode,
-    generate_key_pair,
     load_key_pair,
-    save_key_pair,
     verify_audit_chain,
 )
 from station.cli import app as station_app
 
 from ._client import TrainyardClient
 from ._demo import explain_failure, print_results, run_demo
+from ._keyring import Keyring
 
 __all__ = ["app", "main"]
 
@@ -128,18 +127,39 @@ def keys_init(
     register: Annotated[bool, typer.Option(help="Register the public keys with the hub you are logged in to.")] = True,
 ) -> None:
     """Create your Ed25519 signing and X25519 encryption keys (passphrase from TRAINYARD_KEY_PASSPHRASE)."""
-    directory = directory or _config_dir() / "keys"
-    if (directory / "signing.pem").exists():
-        raise typer.BadParameter(f"{directory} already holds keys; move them away first", param_hint="--dir")
-    keys = generate_key_pair()
-    save_key_pair(keys, directory, passphrase=_passphrase())
-    console.print(f"Keys written to {directory} (key id {keys.key_id}).")
+    keyring = Keyring(directory or _config_dir() / "keys", passphrase=_passphrase())
+    if keyring.exists():
+        raise typer.BadParameter(
+            f"{keyring.directory} already holds keys; 'trainyard keys rotate' replaces them", param_hint="--dir"
+        )
+    keys = keyring.create()
+    console.print(f"Keys written to {keyring.directory} (key id {keys.key_id}).")
     if register:
         try:
             _client().update_keys(keys)
         except TrainyardError as error:
             _fail(error)
         console.print("Public keys registered with the hub.")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    directory: Annotated[Path | None, typer.Option("--dir", help="Your key folder.")] = None,
+    register: Annotated[bool, typer.Option(help="Register the new public keys with the hub.")] = True,
+) -> None:
+    """Replace your keys; the old pair is kept (retired) so results sealed for it stay readable."""
+    keyring = Keyring(directory or _config_dir() / "keys", passphrase=_passphrase())
+    try:
+        old, new = keyring.rotate()
+    except TrainyardError as error:
+        _fail(error)
+    console.print(f"Key {old.key_id} retired to {keyring.retired_dir}; new key id {new.key_id}.")
+    if register:
+        try:
+            _client().update_keys(new)
+        except TrainyardError as error:
+            _fail(error)
+        console.print("New public keys registered with the hub; stewards' new grants will name the new key.")
 
 
 @app.command()
@@ -205,7 +225,7 @@ def results_get(
 ) -> None:
     """Download every finished job's result, verify the station's signature and decrypt it here."""
     try:
-        keys = load_key_pair(keys_dir or _config_dir() / "keys", passphrase=_passphrase())
+        keys = Keyring(keys_dir or _config_dir() / "keys", passphrase=_passphrase()).all_pairs()
         client = _client()
         for job in client.read_train(train_id)["jobs"]:
             if job["status"] != "succeeded":

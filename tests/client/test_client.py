@@ -126,3 +126,12 @@ def test_login_keeps_token() -> None:
     client.read_user_me()
 
     assert seen == ["", "Bearer abc"]
+
+
+def test_fetch_result_picks_the_retired_key_it_was_sealed_for() -> None:
+    station, retired, current = generate_key_pair(), generate_key_pair(), generate_key_pair()
+    client = _client(_envelope(station, retired), station.signing_public)
+
+    result = client.fetch_result("j1", keys=[current, retired])
+
+    assert result.json_output("cohort.json") == {"subjects": 12}
