@@ -189,7 +189,9 @@ def publish(state: StateOption) -> None:
 @app.command()
 def run(
     state: StateOption,
-    executor: Annotated[ExecutorName | None, typer.Option("--executor", help="auto, sandbox or docker.")] = None,
+    executor: Annotated[
+        ExecutorName | None, typer.Option("--executor", help="auto, sandbox, docker or kubernetes.")
+    ] = None,
     allow_unisolated: Annotated[
         bool, typer.Option("--allow-unisolated", help="DEVELOPMENT ONLY: run trains unisolated without bubblewrap.")
     ] = False,

@@ -16,7 +16,7 @@ __all__ = ["DEFAULT_STATE_DIR", "ExecutorName", "StationSettings"]
 
 DEFAULT_STATE_DIR = Path("station-state")
 
-ExecutorName = Literal["auto", "sandbox", "docker"]
+ExecutorName = Literal["auto", "sandbox", "docker", "kubernetes"]
 
 
 class StationSettings(BaseSettings):
@@ -62,6 +62,14 @@ class StationSettings(BaseSettings):
     pids: int = Field(default=256, ge=8)
     max_bundle_mb: int = Field(default=256, ge=1)
     max_output_mb: int = Field(default=64, ge=1)
+    kubernetes_namespace: str = "trainyard-trains"
+    kubernetes_work_claim: str = Field(
+        default="trainyard-work", description="PVC holding the state's work folder, shared with train pods"
+    )
+    kubernetes_data_claim: str = Field(default="trainyard-data", description="PVC holding the collections")
+    kubernetes_data_root: Path = Field(
+        default=Path("/var/lib/trainyard/data"), description="where the agent sees the data claim"
+    )
     require_grants: bool = Field(
         default=True,
         description="run a job only with a grant signed by a steward key in stewards.json (keep on in production)",

@@ -34,6 +34,26 @@ def _docker_executor(settings: StationSettings) -> Executor:
     return executor
 
 
+def _kubernetes_executor(settings: StationSettings) -> Executor:
+    try:
+        module: Any = importlib.import_module("station.executors.kubernetes")
+        importlib.import_module("kubernetes")
+    except ImportError as exc:
+        raise ExecutorError(
+            f"the kubernetes executor needs the kubernetes client: pip install 'trainyard[kubernetes]' ({exc})"
+        ) from exc
+    cluster = module.KubernetesSettings(
+        namespace=settings.kubernetes_namespace,
+        image=settings.train_image,
+        work_claim=settings.kubernetes_work_claim,
+        work_root=settings.state_dir / "work",
+        data_claim=settings.kubernetes_data_claim,
+        data_root=settings.kubernetes_data_root,
+    )
+    executor: Executor = module.KubernetesExecutor(cluster)
+    return executor
+
+
 def executor_for(settings: StationSettings) -> Executor:
     """Return the executor named by ``settings.executor``.
 
@@ -56,6 +76,8 @@ def executor_for(settings: StationSettings) -> Executor:
     """
     if settings.executor == "docker":
         return _docker_executor(settings)
+    if settings.executor == "kubernetes":
+        return _kubernetes_executor(settings)
     if settings.executor == "auto" and is_docker_ready(settings.train_image):
         try:
             return _docker_executor(settings)
