@@ -15,6 +15,7 @@ failed job is still answered: with a signed envelope carrying a reason the stati
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import shutil
@@ -47,8 +48,9 @@ from .bundle import unpack_bundle
 from .catalog import build_publication
 from .config import StationSettings
 from .executors import Executor, ExecutorError, RunSpec, executor_for
-from .indexer import DicomIndex
+from .indexer import DicomIndex, pseudonym_for_patient_id
 from .outbox import Outbox, file_name_for_job
+from .output_policy import DisclosureRules, OutputViolation, check_disclosure
 from .outputs import collect_outputs
 from .state import StationIdentity, StationState
 from .stewards import check_job_grants, read_stewards
@@ -453,7 +455,38 @@ class StationAgent:
             files = collect_outputs(out_dir, manifest.outputs, max_bytes=self.settings.max_output_mb * _MB)
         except protocol.PolicyError as exc:
             raise _Refusal(str(exc)) from exc
+        self._check_disclosure(job, files)
         return files, result.executor
+
+    def _disclosure_rules(self, collection: str) -> DisclosureRules:
+        secret = self.state.load_or_create_pseudonym_key()
+        with DicomIndex(self.state.index_file) as index:
+            patients = frozenset(index.subjects_for_collection(collection))
+        return DisclosureRules(
+            k=self.settings.k_anonymity,
+            max_array=self.settings.output_max_items,
+            max_keys=2 * self.settings.output_max_items,
+            is_patient=lambda text: pseudonym_for_patient_id(text, secret) in patients,
+        )
+
+    def _check_disclosure(self, job: Job, files: dict[str, str]) -> None:
+        """Withhold outputs that break a disclosure rule: keep them for the steward and say which rule."""
+        kinds = {spec.name: spec.type for spec in job.signed_manifest.manifest.outputs}
+        decoded = [(name, kinds[name], protocol.b64decode(data)) for name, data in sorted(files.items())]
+        try:
+            check_disclosure(decoded, self._disclosure_rules(job.collection))
+        except OutputViolation as exc:
+            review = self.state.root / "review" / file_name_for_job(job.job_id)
+            review.mkdir(parents=True, exist_ok=True)
+            review.chmod(0o700)
+            for name, _kind, data in decoded:
+                (review / name).write_bytes(data)
+            (review / "withheld.json").write_text(
+                json.dumps({"job_id": job.job_id, "output": exc.output, "rule": exc.rule, "reason": str(exc)}),
+                encoding="utf-8",
+            )
+            self._audit("result.withheld", job_id=job.job_id, output=exc.output, rule=exc.rule)
+            raise _Refusal(f"the result is withheld for the steward's review: {exc}") from exc
 
     def upload(self, envelope: ResultEnvelope) -> bool:
         """Upload one queued envelope, retrying; return True when the hub has it (or refused it for good)."""

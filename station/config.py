@@ -70,6 +70,9 @@ class StationSettings(BaseSettings):
     kubernetes_data_root: Path = Field(
         default=Path("/var/lib/trainyard/data"), description="where the agent sees the data claim"
     )
+    output_max_items: int = Field(
+        default=1000, ge=10, description="longest list (or CSV) an output may hold: longer is per-record data"
+    )
     require_grants: bool = Field(
         default=True,
         description="run a job only with a grant signed by a steward key in stewards.json (keep on in production)",

@@ -1,0 +1,166 @@
+"""Disclosure rules every output passes before it leaves the station.
+
+After :func:`station.outputs.collect_outputs` has checked that only declared, well-typed files
+were written, :func:`check_disclosure` looks inside them:
+
+* **JSON**: no count between 1 and k-1 (any integer in that range, except under the few keys
+  that are not counts: ``k``, ``version``, ``seed``, ``epoch(s)``, ``round(s)``…); no per-record
+  data (an array longer than ``max_array`` or an object with more than ``max_keys`` members); no
+  identifier (a DICOM-UID-shaped text, or a text whose keyed hash is a patient pseudonym of the
+  collection — the station's index holds only pseudonyms, so patient IDs are recognised without
+  the station ever storing them).
+* **CSV / text**: the same identifier scan, and at most ``max_array`` lines.
+* **safetensors**: floating-point tensors only (small integer tensors, such as batch-norm
+  counters, up to ``max_int_elements``), at most ``max_tensor_elements`` elements per file —
+  raw pixel arrays are integers and large, so they do not pass.
+
+A violation raises :class:`OutputViolation` naming the file and the rule; the agent withholds
+the result, tells the researcher the rule, and keeps the files for the steward's review.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocol import PolicyError
+
+__all__ = ["DisclosureRules", "OutputViolation", "check_disclosure"]
+
+_UID = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){4,}(?![\d.])")
+_TOKEN = re.compile(r"[A-Za-z0-9^._-]{3,64}")
+_NOT_COUNTS = frozenset(
+    {"k", "version", "seed", "epoch", "epochs", "round", "rounds", "step", "steps", "dim", "dims", "n_classes"}
+)
+_FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64", "F8_E4M3", "F8_E5M2"})
+
+
+class OutputViolation(PolicyError):
+    """An output breaks a disclosure rule; ``rule`` names it for the researcher and the steward."""
+
+    def __init__(self, output: str, rule: str, detail: str) -> None:
+        super().__init__(f"the output {output!r} breaks the rule '{rule}': {detail}")
+        self.output = output
+        self.rule = rule
+
+
+@dataclass(frozen=True)
+class DisclosureRules:
+    """The limits of one station; ``is_patient`` tells whether a text is one of its patients' IDs."""
+
+    k: int = 5
+    max_array: int = 1000
+    max_keys: int = 2000
+    max_tensor_elements: int = 200_000_000
+    max_int_elements: int = 1024
+    is_patient: Callable[[str], bool] = field(default=lambda _text: False)
+
+
+def _identifier_in(text: str, rules: DisclosureRules) -> str | None:
+    match = _UID.search(text)
+    if match:
+        return "a DICOM UID"
+    for token in {text.strip(), *_TOKEN.findall(text)}:
+        if token and rules.is_patient(token):
+            return "a patient ID of this collection"
+    return None
+
+
+def _walk_json(name: str, value: Any, rules: DisclosureRules, path: str, key: str | None) -> None:
+    where = path or "the document"
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, int):
+        if 0 < value < rules.k and (key or "").lower() not in _NOT_COUNTS:
+            raise OutputViolation(
+                name, "small counts", f"{where} is {value}, a count between 1 and {rules.k - 1} (k = {rules.k})"
+            )
+        return
+    if isinstance(value, float):
+        return
+    if isinstance(value, str):
+        found = _identifier_in(value, rules)
+        if found:
+            raise OutputViolation(name, "no identifiers", f"{where} holds {found}")
+        return
+    if isinstance(value, list):
+        if len(value) > rules.max_array:
+            raise OutputViolation(
+                name, "no per-record data", f"{where} is a list of {len(value)} items (limit {rules.max_array})"
+            )
+        for index, item in enumerate(value):
+            _walk_json(name, item, rules, f"{path}[{index}]", key)
+        return
+    if isinstance(value, dict):
+        if len(value) > rules.max_keys:
+            raise OutputViolation(
+                name, "no per-record data", f"{where} has {len(value)} members (limit {rules.max_keys})"
+            )
+        for member, item in value.items():
+            found = _identifier_in(str(member), rules)
+            if found:
+                raise OutputViolation(name, "no identifiers", f"a key of {where} holds {found}")
+            _walk_json(name, item, rules, f"{path}.{member}" if path else str(member), str(member))
+
+
+def _check_text(name: str, text: str, rules: DisclosureRules) -> None:
+    lines = text.splitlines()
+    if len(lines) > rules.max_array + 1:
+        raise OutputViolation(name, "no per-record data", f"{len(lines)} lines (limit {rules.max_array})")
+    for number, line in enumerate(lines, start=1):
+        for cell in re.split(r"[,;\t]", line):
+            found = _identifier_in(cell, rules)
+            if found:
+                raise OutputViolation(name, "no identifiers", f"line {number} holds {found}")
+
+
+def _check_safetensors(name: str, data: bytes, rules: DisclosureRules) -> None:
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + size].decode("utf-8"))
+    total = 0
+    for tensor, info in header.items():
+        if tensor == "__metadata__":
+            for value in (info or {}).values():
+                found = _identifier_in(str(value), rules)
+                if found:
+                    raise OutputViolation(name, "no identifiers", f"the metadata holds {found}")
+            continue
+        elements = 1
+        for dim in info.get("shape", []):
+            elements *= int(dim)
+        total += elements
+        dtype = str(info.get("dtype", "?"))
+        if dtype not in _FLOAT_DTYPES and elements > rules.max_int_elements:
+            raise OutputViolation(
+                name,
+                "tensors are model parameters",
+                f"tensor {tensor!r} is {dtype} with {elements} elements: integer arrays that large look like "
+                f"image data (limit {rules.max_int_elements})",
+            )
+    if total > rules.max_tensor_elements:
+        raise OutputViolation(name, "tensor size", f"{total} elements in all (limit {rules.max_tensor_elements})")
+
+
+def check_disclosure(files: Iterable[tuple[str, str, bytes]], rules: DisclosureRules) -> None:
+    """Check ``(name, type, data)`` outputs; raise :class:`OutputViolation` at the first breach.
+
+    Examples
+    --------
+    >>> check_disclosure([("cohort.json", "json", b'{"subjects": 12, "k": 5}')], DisclosureRules())
+    >>> try:
+    ...     check_disclosure([("cohort.json", "json", b'{"smokers": 3}')], DisclosureRules())
+    ... except OutputViolation as exc:
+    ...     print(exc.rule)
+    small counts
+    """
+    for name, kind, data in files:
+        if kind == "json":
+            _walk_json(name, json.loads(data.decode("utf-8")), rules, "", None)
+        elif kind in {"csv", "text"}:
+            _check_text(name, data.decode("utf-8"), rules)
+        elif kind == "safetensors":
+            _check_safetensors(name, data, rules)

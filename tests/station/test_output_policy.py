@@ -1,0 +1,120 @@
+"""Disclosure rules on outputs, and the agent withholding a result that breaks one."""
+
+import json
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+
+from protocol import Job, JobStatus, KeyPair
+from station.agent import StationAgent
+from station.audit import read_audit
+from station.config import StationSettings
+from station.executors import RunSpec
+from station.output_policy import DisclosureRules, OutputViolation, check_disclosure
+from station.state import StationState
+
+
+def safetensors(tensors: dict[str, tuple[str, list[int]]]) -> bytes:
+    header: dict[str, Any] = {}
+    offset = 0
+    sizes = {"F32": 4, "F16": 2, "I16": 2, "U8": 1, "I64": 8}
+    for name, (dtype, shape) in tensors.items():
+        count = 1
+        for dim in shape:
+            count *= dim
+        size = count * sizes[dtype]
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + b"\0" * offset
+
+
+def rule_of(files: list[tuple[str, str, bytes]], rules: DisclosureRules | None = None) -> str | None:
+    try:
+        check_disclosure(files, rules or DisclosureRules())
+    except OutputViolation as exc:
+        return exc.rule
+    return None
+
+
+@pytest.mark.parametrize(
+    ("document", "rule"),
+    [
+        ({"subjects": 12, "by_sex": {"F": 7, "M": 5, "O": 0}, "k": 5, "suppressed": None}, None),
+        ({"subjects": 12, "by_sex": {"F": 9, "M": 3}}, "small counts"),
+        ({"version": 2, "epochs": 3, "mean": 1.5}, None),
+        ({"rows": list(range(5, 2000))}, "no per-record data"),
+        ({"note": "series 1.2.840.113619.2.55.3.604688119"}, "no identifiers"),
+        ({"1.2.826.0.1.3680043.8.498.1": 10}, "no identifiers"),
+        ({"train": {"name": "cohort-stats", "version": "0.1.0"}}, None),
+    ],
+)
+def test_json_rules(document: object, rule: str | None) -> None:
+    assert rule_of([("out.json", "json", json.dumps(document).encode())]) == rule
+
+
+def test_patient_ids_are_recognised_through_the_keyed_pseudonym() -> None:
+    rules = DisclosureRules(is_patient=lambda text: text == "PAT-00042")
+
+    assert rule_of([("out.json", "json", b'{"worst": "PAT-00042"}')], rules) == "no identifiers"
+    assert rule_of([("log.txt", "text", b"processing PAT-00042 now")], rules) == "no identifiers"
+    assert rule_of([("out.csv", "csv", b"site,count\nnorth,12\n")], rules) is None
+
+
+def test_csv_with_a_row_per_record_is_refused() -> None:
+    rows = "\n".join(f"{n},{n * 2}" for n in range(1500))
+
+    assert rule_of([("out.csv", "csv", rows.encode())]) == "no per-record data"
+
+
+def test_float_weights_pass_and_integer_pixel_arrays_do_not() -> None:
+    weights = safetensors({"conv.weight": ("F32", [16, 1, 3, 3]), "bn.num_batches_tracked": ("I64", [])})
+    pixels = safetensors({"images": ("I16", [4, 64, 64])})
+
+    assert rule_of([("model.safetensors", "safetensors", weights)]) is None
+    assert rule_of([("model.safetensors", "safetensors", pixels)]) == "tensors are model parameters"
+
+
+def test_oversized_tensors_are_refused() -> None:
+    big = safetensors({"w": ("F16", [1000, 1000])})
+
+    assert rule_of([("m.safetensors", "safetensors", big)], DisclosureRules(max_tensor_elements=10_000)) == (
+        "tensor size"
+    )
+
+
+def test_agent_withholds_a_result_that_prints_a_patient_id(
+    settings: StationSettings,
+    state: StationState,
+    hub: Any,
+    researcher: KeyPair,
+    train_bundle: bytes,
+    job_for: Callable[..., Job],
+    fake_executor: Any,
+    synthetic_root: Path,
+) -> None:
+    some_file = next(path for path in sorted(synthetic_root.rglob("*")) if path.is_file())
+    patient_id = str(pydicom.dcmread(some_file, stop_before_pixels=True).PatientID)
+
+    def leak(spec: RunSpec) -> None:
+        (spec.out_dir / "result.json").write_text(json.dumps({"oldest_patient": patient_id}))
+
+    hub.add_bundle(train_bundle)
+    agent = StationAgent(settings, client=hub.client(), executor=fake_executor(leak), retry_delays=(0.0,))
+
+    agent.process_job(job_for(researcher, train_bundle))
+
+    envelope = hub.results["job-1"]
+    assert envelope.status == JobStatus.FAILED and envelope.sealed is None
+    assert envelope.failure is not None
+    assert "withheld for the steward's review" in envelope.failure.reason
+    assert "no identifiers" in envelope.failure.reason
+    assert patient_id not in envelope.model_dump_json()
+    review = state.root / "review"
+    withheld = json.loads(next(review.rglob("withheld.json")).read_text())
+    assert withheld["rule"] == "no identifiers"
+    assert [entry.action for entry in read_audit(state.audit_file)].count("result.withheld") == 1
