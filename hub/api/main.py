@@ -13,6 +13,7 @@ from hub.api.routes import (
     graphql,
     jobs,
     projects,
+    sparql,
     stations,
     trains,
     users,
@@ -32,3 +33,4 @@ api_router.include_router(artifacts.router)
 api_router.include_router(trains.router)
 api_router.include_router(jobs.router)
 api_router.include_router(graphql.router)
+api_router.include_router(sparql.router)

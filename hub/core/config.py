@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     long_poll_max_s: float = Field(default=60.0, ge=0)
     long_poll_recheck_s: float = Field(default=1.0, gt=0)
     max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, gt=0)
+    sparql_timeout_s: float = Field(default=10.0, gt=0, le=300, description="time limit of one SPARQL query")
+    sparql_result_limit: int = Field(default=10_000, ge=1, description="most rows or triples one query returns")
     login_max_failures: int = Field(default=5, ge=1, description="failed log-ins per username or address")
     login_window_s: float = Field(default=900.0, gt=0, description="window of login_max_failures (seconds)")
     station_request_max_age_s: float = Field(

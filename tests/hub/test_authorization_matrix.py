@@ -75,6 +75,8 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/jobs/{job_id}/result"): frozenset({RESEARCHER}),
     ("GET", "/graphql"): EVERYONE,  # GraphiQL, a page without data
     ("POST", "/graphql"): ANY_USER,
+    ("GET", "/sparql"): EVERYONE,  # the public catalog: disclosure-controlled aggregates only
+    ("POST", "/sparql"): EVERYONE,
 }
 
 
