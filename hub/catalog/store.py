@@ -20,8 +20,17 @@ PREFIXES = {
 
 
 def graph_iri_for_collection(base_iri: str, station: str, collection: str) -> str:
-    """Return the IRI of a collection's named graph (also the collection's resolvable IRI)."""
-    return f"{base_iri.rstrip('/')}/collections/{station}/{collection}"
+    """Return the IRI of a collection's named graph: its resolvable dataset IRI (``{base}/dataset/...``)."""
+    return f"{base_iri.rstrip('/')}/dataset/{station}/{collection}"
+
+
+_URN_PREFIX = "urn:trainyard:collection:"
+
+
+def _rename(term: object, urn: str, target: str) -> object:
+    if isinstance(term, ox.NamedNode) and (term.value == urn or term.value.startswith(urn + "#")):
+        return ox.NamedNode(target + term.value[len(urn) :])
+    return term
 
 
 class CatalogStore:
@@ -62,6 +71,62 @@ class CatalogStore:
         with self._lock:  # one SPARQL update is one transaction: readers never see half a graph
             self.store.update(update)
         return len(triples)
+
+    def replace_collection(
+        self, graph_iri: str, turtle: str, *, station: str, collection: str, extra: list[ox.Triple] | None = None
+    ) -> int:
+        """Replace a collection's graph with a station's Turtle, re-based on ``graph_iri``; return the triple count.
+
+        The station names its collection ``urn:trainyard:collection:<station>:<collection>`` (and
+        ``#fragments`` of it); those become ``graph_iri`` (and its fragments). A station may only
+        describe its own collection: a subject that is neither it (nor a fragment of it) nor a
+        blank node, or any other collection's URN, is refused.
+
+        Raises
+        ------
+        ProtocolError
+            When the Turtle does not parse or describes something else.
+        """
+        urn = f"{_URN_PREFIX}{station}:{collection}"
+        try:
+            parsed = [quad.triple for quad in ox.parse(turtle, ox.RdfFormat.TURTLE, base_iri=urn)]
+        except SyntaxError as exc:
+            raise ProtocolError(f"the collection's Turtle does not parse: {exc}") from exc
+        triples: list[ox.Triple] = []
+        for triple in parsed:
+            subject = triple.subject
+            if not isinstance(subject, ox.BlankNode) and not (
+                isinstance(subject, ox.NamedNode) and (subject.value == urn or subject.value.startswith(urn + "#"))
+            ):
+                raise ProtocolError(
+                    f"the publication describes {subject}, which is not collection {station}/{collection}: "
+                    f"subjects must be <{urn}>, a #fragment of it, or blank nodes"
+                )
+            for term in (triple.predicate, triple.object):
+                if (
+                    isinstance(term, ox.NamedNode)
+                    and term.value.startswith(_URN_PREFIX)
+                    and not (term.value == urn or term.value.startswith(urn + "#"))
+                ):
+                    raise ProtocolError(f"the publication refers to another collection: {term.value}")
+            triples.append(
+                ox.Triple(
+                    _rename(subject, urn, graph_iri),  # type: ignore[arg-type]
+                    triple.predicate,
+                    _rename(triple.object, urn, graph_iri),  # type: ignore[arg-type]
+                )
+            )
+        triples.extend(extra or [])
+        body = ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b""
+        graph = ox.NamedNode(graph_iri)
+        update = f"DROP SILENT GRAPH {graph} ;\nINSERT DATA {{ GRAPH {graph} {{\n{body.decode('utf-8')}\n}} }}"
+        with self._lock:
+            self.store.update(update)
+        return len(triples)
+
+    def graph_triples(self, graph_iri: str) -> list[ox.Triple]:
+        """Every triple of a named graph."""
+        return [quad.triple for quad in self.store.quads_for_pattern(None, None, None, ox.NamedNode(graph_iri))]
 
     def has_graph(self, graph_iri: str) -> bool:
         """Tell whether the named graph holds anything."""

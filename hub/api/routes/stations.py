@@ -27,6 +27,7 @@ from hub.api.deps import (
     VaultDep,
     WakeupsDep,
 )
+from hub.catalog.records import distribution_triples
 from hub.catalog.store import graph_iri_for_collection
 from hub.models import (
     CollectionPublic,
@@ -118,8 +119,11 @@ def publish_collection(
             detail=f"the path names collection {collection!r} but the publication is for {publication.collection!r}",
         )
     graph_iri = graph_iri_for_collection(settings.base_iri, station.id, collection)
+    extra = distribution_triples(settings.base_iri, station.id, collection, station_name=station.id)
     try:
-        catalog.replace_graph(graph_iri, publication.turtle)
+        catalog.replace_collection(
+            graph_iri, publication.turtle, station=station.id, collection=collection, extra=extra
+        )
     except ProtocolError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
     row = crud.upsert_collection(session=session, publication=publication, graph_iri=graph_iri)

@@ -46,7 +46,11 @@ def test_read_collection_as_turtle(client: TestClient, collection_id: str, stewa
     assert answer.headers["content-type"].startswith("text/turtle")
     triples = list(ox.parse(answer.text, ox.RdfFormat.TURTLE))
     subjects = {triple.subject.value for triple in triples}
-    assert subjects == {f"urn:trainyard:collection:{STATION}:{COLLECTION}"}
+    assert subjects == {  # the station's URN re-based on the hub, plus what the hub adds
+        f"http://hub.test/dataset/{STATION}/{COLLECTION}",
+        f"http://hub.test/distribution/{STATION}/{COLLECTION}",
+        f"http://hub.test/station/{STATION}",
+    }
 
 
 def test_read_collection_unknown(client: TestClient, steward_headers: Headers) -> None:

@@ -33,7 +33,7 @@ def test_graphql_collections_fields(
     (found,) = _search(client, steward_headers)
 
     assert found["id"] == "site-a/chest-ct"
-    assert found["iri"] == "http://hub.test/collections/site-a/chest-ct"
+    assert found["iri"] == "http://hub.test/dataset/site-a/chest-ct"
     assert found["subjects"] == 12
     assert found["series"] == 36
     assert found["modalities"] == [{"value": "CT", "count": 12}, {"value": "SR", "count": None}]

@@ -56,7 +56,10 @@ def test_select_as_xml_csv_tsv(client: TestClient, published: str) -> None:
 
 def test_ask_and_construct(client: TestClient, published: str) -> None:
     ask = client.get("/sparql", params={"query": "ASK { ?s a <http://www.w3.org/ns/dcat#Dataset> }"})
-    construct = "CONSTRUCT { ?d <http://purl.org/dc/terms/title> ?t } WHERE { ?d <http://purl.org/dc/terms/title> ?t }"
+    construct = (
+        "CONSTRUCT { ?d <http://purl.org/dc/terms/title> ?t }"
+        " WHERE { ?d a <http://www.w3.org/ns/dcat#Dataset> ; <http://purl.org/dc/terms/title> ?t }"
+    )
     turtle = client.get("/sparql", params={"query": construct})
     jsonld = client.get("/sparql", params={"query": construct}, headers={"Accept": "application/ld+json"})
 

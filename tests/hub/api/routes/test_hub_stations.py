@@ -113,7 +113,7 @@ def test_publish_collection(client: TestClient, station: EnrolledStation) -> Non
     assert answer.status_code == 200
     body = answer.json()
     assert body["id"] == f"{STATION}/{COLLECTION}"
-    assert body["iri"] == f"http://hub.test/collections/{STATION}/{COLLECTION}"
+    assert body["iri"] == f"http://hub.test/dataset/{STATION}/{COLLECTION}"
     assert body["summary"]["subjects"] == 12
 
 
