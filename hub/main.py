@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from hub.blobs import BlobStore
+from hub.catalog.fdp_ping import ping_forever
 from hub.catalog.store import CatalogStore
 from hub.core.config import Settings, get_settings
 from hub.core.db import create_db_engine, create_tables
@@ -55,9 +56,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.wakeups = StationWakeups(asyncio.get_running_loop())
         app.state.nonces = NonceCache(resolved.station_request_max_age_s)
         app.state.login_limiter = LoginLimiter(resolved.login_max_failures, resolved.login_window_s)
+        ping = None
+        if resolved.fdp_index_urls:
+            ping = asyncio.create_task(
+                ping_forever(resolved.fdp_index_urls, resolved.base_iri, resolved.fdp_ping_interval_s)
+            )
         try:
             yield
         finally:
+            if ping is not None:
+                ping.cancel()
             catalog.close()
             engine.dispose()
             del app.state.catalog

@@ -10,6 +10,7 @@ from hub.api.routes import (
     audit,
     auth,
     catalog,
+    fdp,
     graphql,
     jobs,
     projects,
@@ -34,3 +35,4 @@ api_router.include_router(trains.router)
 api_router.include_router(jobs.router)
 api_router.include_router(graphql.router)
 api_router.include_router(sparql.router)
+api_router.include_router(fdp.router)

@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     long_poll_max_s: float = Field(default=60.0, ge=0)
     long_poll_recheck_s: float = Field(default=1.0, gt=0)
     max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, gt=0)
+    fdp_title: str = "Trainyard imaging catalog"
+    fdp_description: str = "Imaging collections held by hospital stations; analysed by trains that run at each station."
+    fdp_publisher: str = "Trainyard hub"
+    fdp_index_urls: list[str] = Field(
+        default_factory=list, description="FAIR Data Point indexes to ping with this hub's base IRI"
+    )
+    fdp_ping_interval_s: float = Field(default=24 * 3600.0, gt=0, description="how often to ping the indexes")
     sparql_timeout_s: float = Field(default=10.0, gt=0, le=300, description="time limit of one SPARQL query")
     sparql_result_limit: int = Field(default=10_000, ge=1, description="most rows or triples one query returns")
     login_max_failures: int = Field(default=5, ge=1, description="failed log-ins per username or address")

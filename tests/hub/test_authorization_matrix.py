@@ -77,6 +77,10 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/graphql"): ANY_USER,
     ("GET", "/sparql"): EVERYONE,  # the public catalog: disclosure-controlled aggregates only
     ("POST", "/sparql"): EVERYONE,
+    ("GET", "/"): EVERYONE,  # the FAIR Data Point: public catalog records
+    ("GET", "/catalog/{catalog_id}"): EVERYONE,
+    ("GET", "/dataset/{station}/{collection}"): EVERYONE,
+    ("GET", "/distribution/{station}/{collection}"): EVERYONE,
 }
 
 
@@ -121,6 +125,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             },
             params={
                 "collection": "chest-ct",
+                "catalog_id": "trainyard",
                 "station": STATION,
                 "job_id": train["jobs"][0]["id"],  # type: ignore[index]
                 "train_id": str(train["id"]),

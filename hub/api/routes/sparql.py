@@ -8,7 +8,7 @@ and ASK, ``ttl|nt|rdf|jsonld`` for CONSTRUCT and DESCRIBE).
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 import anyio
@@ -29,7 +29,7 @@ _SHORT = {
     "rdf": ("xml", "application/rdf+xml"),
     "jsonld": ("json", "application/ld+json"),
 }
-_RESPONSES = {
+_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {media: {} for media in (*RESULT_FORMATS, *GRAPH_FORMATS)},
         "description": "SELECT/ASK results or a CONSTRUCT/DESCRIBE graph",
@@ -84,7 +84,7 @@ async def _answer(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
 
 
-@router.get("", responses=_RESPONSES)  # type: ignore[arg-type]
+@router.get("", responses=_RESPONSES)
 async def sparql_get(
     request: Request,
     catalog: CatalogDep,
@@ -98,7 +98,7 @@ async def sparql_get(
     return await _answer(request, query, format, catalog, settings)
 
 
-@router.post("", responses=_RESPONSES)  # type: ignore[arg-type]
+@router.post("", responses=_RESPONSES)
 async def sparql_post(
     request: Request,
     catalog: CatalogDep,

@@ -1,0 +1,139 @@
+"""The FAIR Data Point: the hub, its catalog, datasets and distributions as resolvable RDF.
+
+``/`` describes the FAIR Data Point, ``/catalog/trainyard`` the catalog (with an LDP container
+of its datasets), ``/dataset/{station}/{collection}`` one collection (its named graph), and
+``/distribution/{station}/{collection}`` how it is used: remote processing by trains. Turtle
+by default; JSON-LD, RDF/XML or N-Triples through ``Accept`` or ``?format=jsonld|rdf|nt``.
+Anyone may read: the catalog holds only disclosure-controlled aggregates.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import pyoxigraph as ox
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi.responses import RedirectResponse
+from rdflib import Graph
+
+from hub import crud
+from hub.api.deps import CatalogDep, SessionDep, SettingsDep
+from hub.catalog.negotiation import RDF_MEDIA_TYPES, NotAcceptable, choose_rdf_format
+from hub.catalog.records import (
+    CATALOG_ID,
+    catalog_graph,
+    catalog_iri,
+    dataset_iri,
+    distribution_iri,
+    fdp_graph,
+)
+
+router = APIRouter(tags=["fdp"])
+
+FormatQuery = Annotated[str | None, Query(description="ttl, jsonld, rdf or nt (overrides Accept)")]
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {media: {} for media in RDF_MEDIA_TYPES}, "description": "the record as RDF"},
+    406: {"description": "no RDF format the caller accepts"},
+}
+
+
+def _render(request: Request, graph: Graph, iri: str, fmt: str | None, *, container: str | None = None) -> Response:
+    try:
+        choice = choose_rdf_format(request.headers.get("accept"), fmt)
+    except NotAcceptable as exc:
+        raise HTTPException(status.HTTP_406_NOT_ACCEPTABLE, detail=str(exc)) from exc
+    body = graph.serialize(format=choice.serializer)
+    links = [f'<{iri}>; rel="canonical"']
+    if container:
+        links.append(f'<{container}>; rel="http://www.w3.org/ns/ldp#contains"')
+    return Response(body, media_type=choice.media_type, headers={"Link": ", ".join(links), "Vary": "Accept"})
+
+
+def _to_rdflib(triples: list[ox.Triple]) -> Graph:
+    graph = Graph()
+    for prefix, namespace in (
+        ("dcat", "http://www.w3.org/ns/dcat#"),
+        ("dct", "http://purl.org/dc/terms/"),
+        ("foaf", "http://xmlns.com/foaf/0.1/"),
+        ("ty", "https://w3id.org/trainyard/ontology#"),
+    ):
+        graph.bind(prefix, namespace)
+    data = ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b""
+    return graph.parse(data=data.decode("utf-8"), format="nt")
+
+
+@router.get("/", responses=_RESPONSES, response_model=None)
+def read_fair_data_point(request: Request, settings: SettingsDep, format: FormatQuery = None) -> Response:
+    """The FAIR Data Point's metadata (a browser asking for HTML is sent to the API docs)."""
+    try:
+        choice = choose_rdf_format(request.headers.get("accept"), format)
+    except NotAcceptable as exc:
+        raise HTTPException(status.HTTP_406_NOT_ACCEPTABLE, detail=str(exc)) from exc
+    if choice.html:
+        return RedirectResponse("/docs", status_code=status.HTTP_303_SEE_OTHER)
+    graph = fdp_graph(
+        settings.base_iri,
+        title=settings.fdp_title,
+        description=settings.fdp_description,
+        publisher=settings.fdp_publisher,
+        version=request.app.version,
+    )
+    return _render(request, graph, f"{settings.base_iri}/", format, container=catalog_iri(settings.base_iri))
+
+
+@router.get("/catalog/{catalog_id}", responses=_RESPONSES, response_model=None)
+def read_catalog(
+    catalog_id: str, request: Request, session: SessionDep, settings: SettingsDep, format: FormatQuery = None
+) -> Response:
+    """The catalog record and the LDP container of its datasets."""
+    if catalog_id != CATALOG_ID:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no catalog {catalog_id!r}: this hub has {CATALOG_ID!r}")
+    datasets = [
+        dataset_iri(settings.base_iri, row.station_id, row.collection) for row in crud.list_collections(session=session)
+    ]
+    graph = catalog_graph(
+        settings.base_iri,
+        title=settings.fdp_title,
+        description=settings.fdp_description,
+        publisher=settings.fdp_publisher,
+        datasets=datasets,
+    )
+    return _render(request, graph, catalog_iri(settings.base_iri), format)
+
+
+def _collection_triples(catalog: CatalogDep, settings: SettingsDep, station: str, collection: str) -> list[ox.Triple]:
+    triples = catalog.graph_triples(dataset_iri(settings.base_iri, station, collection))
+    if not triples:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no collection {station}/{collection} in the catalog")
+    return triples
+
+
+@router.get("/dataset/{station}/{collection}", responses=_RESPONSES, response_model=None)
+def read_dataset(
+    station: str,
+    collection: str,
+    request: Request,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    format: FormatQuery = None,
+) -> Response:
+    """One collection's record: the station's description and what the hub adds."""
+    triples = _collection_triples(catalog, settings, station, collection)
+    iri = dataset_iri(settings.base_iri, station, collection)
+    return _render(request, _to_rdflib(triples), iri, format)
+
+
+@router.get("/distribution/{station}/{collection}", responses=_RESPONSES, response_model=None)
+def read_distribution(
+    station: str,
+    collection: str,
+    request: Request,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    format: FormatQuery = None,
+) -> Response:
+    """How a collection is used: remote processing by trains (no download)."""
+    iri = distribution_iri(settings.base_iri, station, collection)
+    subject = ox.NamedNode(iri)
+    triples = [t for t in _collection_triples(catalog, settings, station, collection) if t.subject == subject]
+    return _render(request, _to_rdflib(triples), iri, format)
