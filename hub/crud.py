@@ -366,9 +366,7 @@ def decide_decision(
     statement = (
         update(Decision)
         .where(col(Decision.id) == decision.id, col(Decision.status) == DecisionStatus.PENDING)
-        .values(
-            status=status, decided_by=steward.username, comment=comment, decided_at=utc_now(), signed_grant=grant
-        )
+        .values(status=status, decided_by=steward.username, comment=comment, decided_at=utc_now(), signed_grant=grant)
     )
     decided = session.exec(statement).rowcount == 1
     session.commit()
