@@ -42,6 +42,10 @@ results_app = typer.Typer(help="Fetch, verify and decrypt results.", no_args_is_
 app.add_typer(keys_app, name="keys")
 app.add_typer(train_app, name="train")
 app.add_typer(results_app, name="results")
+requests_app = typer.Typer(
+    help="Access requests: list them; stewards approve with a grant signed here.", no_args_is_help=True
+)
+app.add_typer(requests_app, name="requests")
 audit_app = typer.Typer(help="Verify exported audit chains (hub or station).", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
@@ -239,6 +243,73 @@ def results_get(
             console.print(f"{job['station']}: {', '.join(result.payload.files)} → {target}")
     except TrainyardError as error:
         _fail(error)
+
+
+@requests_app.command("list")
+def requests_list() -> None:
+    """Your access requests (a researcher's own; a steward's station's) with every decision."""
+    try:
+        requests = _client().read_access_requests()
+    except TrainyardError as error:
+        _fail(error)
+    table = Table("request", "project", "researcher (key)", "decision", "collection", "status")
+    for request in requests:
+        for decision in request["decisions"]:
+            table.add_row(
+                request["id"],
+                request["project_id"][:8],
+                f"{request['requester']} ({request.get('requester_key_id') or 'no key'})",
+                decision["id"],
+                f"{decision['station']}/{decision['collection']}",
+                decision["status"],
+            )
+    console.print(table)
+
+
+def _find_decision(client: TrainyardClient, request_id: str, decision_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    for request in client.read_access_requests():
+        if request["id"] == request_id:
+            for decision in request["decisions"]:
+                if decision["id"] == decision_id:
+                    return request, decision
+    raise typer.BadParameter(f"no decision {decision_id} in request {request_id} for you to decide")
+
+
+@requests_app.command("approve")
+def requests_approve(
+    request_id: Annotated[str, typer.Argument(help="The access request.")],
+    decision_id: Annotated[str, typer.Argument(help="The decision on your station's collection.")],
+    days: Annotated[int, typer.Option(min=1, max=3650, help="How long the grant is valid.")] = 365,
+    comment: Annotated[str, typer.Option(help="A note for the researcher.")] = "",
+    keys_dir: Annotated[Path | None, typer.Option("--keys", help="Your key folder.")] = None,
+) -> None:
+    """Approve: sign a grant with your own key (stations run jobs only with grants their stewards signed)."""
+    try:
+        keys = Keyring(keys_dir or _config_dir() / "keys", passphrase=_passphrase()).current()
+        client = _client()
+        steward = client.read_user_me()["username"]
+        request, decision = _find_decision(client, request_id, decision_id)
+        client.approve_with_grant(request, decision, keys=keys, steward=steward, valid_days=days, comment=comment)
+    except TrainyardError as error:
+        _fail(error)
+    console.print(
+        f"Approved {decision['station']}/{decision['collection']} for {request['requester']} "
+        f"(researcher key {request.get('requester_key_id')}); grant signed with your key {keys.key_id}."
+    )
+
+
+@requests_app.command("reject")
+def requests_reject(
+    request_id: Annotated[str, typer.Argument(help="The access request.")],
+    decision_id: Annotated[str, typer.Argument(help="The decision on your station's collection.")],
+    comment: Annotated[str, typer.Option(help="Why, for the researcher.")] = "",
+) -> None:
+    """Reject access to your station's collection."""
+    try:
+        _client().decide(request_id, decision_id, approve=False, comment=comment)
+    except TrainyardError as error:
+        _fail(error)
+    console.print(f"Rejected decision {decision_id}.")
 
 
 @audit_app.command("verify")
