@@ -245,6 +245,36 @@ def results_get(
         _fail(error)
 
 
+projects_app = typer.Typer(help="Your projects: the unit that holds grants and submits trains.", no_args_is_help=True)
+app.add_typer(projects_app, name="projects")
+
+
+@projects_app.command("create")
+def projects_create(
+    title: Annotated[str, typer.Option(help="A short title.")],
+    purpose: Annotated[str, typer.Option(help="What the data is for (stewards read this).")],
+) -> None:
+    """Create a project; print its id."""
+    try:
+        project = _client().create_project(title=title, purpose=purpose)
+    except TrainyardError as error:
+        _fail(error)
+    console.print(f"project {project['id']}")
+
+
+@requests_app.command("create")
+def requests_create(
+    project: Annotated[str, typer.Option(help="The project asking.")],
+    collection: Annotated[list[str], typer.Option(help="A collection id station/collection; repeat for more.")],
+) -> None:
+    """Ask for access to collections (one decision per station and collection)."""
+    try:
+        request = _client().create_access_request(project_id=project, collections=collection)
+    except TrainyardError as error:
+        _fail(error)
+    console.print(f"request {request['id']}: {len(request['decisions'])} decision(s) pending")
+
+
 @requests_app.command("list")
 def requests_list() -> None:
     """Your access requests (a researcher's own; a steward's station's) with every decision."""
