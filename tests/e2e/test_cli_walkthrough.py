@@ -1,0 +1,71 @@
+"""The README's steward and researcher walk-throughs with the ``trainyard`` CLI against a real hub."""
+
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from client import TrainyardClient
+from client._federation import LocalFederation, run_cli
+from client.cli import app
+
+pytestmark = pytest.mark.slow
+
+PASSWORD = "walk-through-password"
+
+
+def trainyard(home: Path, *args: str) -> str:
+    result = CliRunner().invoke(
+        app, list(args), env={"TRAINYARD_CONFIG_DIR": str(home), "TRAINYARD_PASSWORD": PASSWORD, "COLUMNS": "250"}
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_steward_and_researcher_walk_through(tmp_path: Path) -> None:
+    with LocalFederation(tmp_path / "state") as federation:
+        federation.start_hub(admin_password=PASSWORD)
+        hub = federation.hub_url
+        with TrainyardClient(hub) as admin:
+            admin.login("admin", PASSWORD)
+            admin.create_user(username="rosa", password=PASSWORD, role="researcher")
+            admin.create_user(username="steward-a", password=PASSWORD, role="steward", station="site-a")
+            token = admin.create_enrolment_token("site-a")
+        station, data, log = federation.station_state("site-a"), tmp_path / "data", tmp_path / "setup.log"
+        run_cli(["station", "synth", str(data), "--site-index", "0", "--seed", "3", "--patients", "6"], log=log)
+        run_cli(
+            ["station", "enrol", "--state", str(station), "--hub", hub, "--name", "site-a", "--token", token], log=log
+        )
+        run_cli(
+            ["station", "harvest", str(data), "--state", str(station), "--collection", "thorax", "--title", "T"],
+            log=log,
+        )
+        run_cli(["station", "publish", "--state", str(station)], log=log)
+        rosa, steward = tmp_path / "rosa", tmp_path / "steward"
+
+        trainyard(rosa, "login", "--hub", hub, "--user", "rosa")
+        trainyard(rosa, "keys", "init")
+        project = re.search(r"project (\w+)", trainyard(rosa, "projects", "create", "--title", "E", "--purpose", "P"))
+        assert project is not None
+        requested = trainyard(
+            rosa, "requests", "create", "--project", project.group(1), "--collection", "site-a/thorax"
+        )
+        request_id = re.search(r"request (\w+)", requested).group(1)  # type: ignore[union-attr]
+        trainyard(steward, "login", "--hub", hub, "--user", "steward-a")
+        trainyard(steward, "keys", "init")
+        listing = trainyard(steward, "requests", "list")
+        with TrainyardClient(hub) as client:
+            client.login("steward-a", PASSWORD)
+            decision = client.read_access_requests()[0]["decisions"][0]["id"]
+        approved = trainyard(steward, "requests", "approve", request_id, decision, "--days", "30")
+
+        with TrainyardClient(hub) as client:
+            client.login("rosa", PASSWORD)
+            stored = client.read_access_requests()[0]["decisions"][0]
+
+    assert "site-a/thorax" in listing and "pending" in listing
+    assert "grant signed with your key" in approved.replace("\n", " ")
+    assert stored["status"] == "approved"
+    assert stored["signed_grant"]["grant"]["steward"] == "steward-a"
+    assert stored["signed_grant"]["grant"]["project_id"] == project.group(1)
