@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
@@ -51,6 +51,8 @@ __all__ = [
     "decide_decision",
     "decisions_for_request",
     "enrol_station",
+    "expire_job_leases",
+    "extend_job_lease",
     "get_access_request",
     "get_collection",
     "get_decision",
@@ -461,7 +463,45 @@ def get_job(*, session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
 
 
-def claim_next_job(*, session: Session, station_id: str) -> tuple[Job, Train] | None:
+def expire_job_leases(*, session: Session, max_attempts: int, now: datetime | None = None) -> tuple[int, int]:
+    """Re-queue running jobs whose lease expired; fail those delivered ``max_attempts`` times.
+
+    Returns
+    -------
+    tuple of int
+        How many jobs were re-queued and how many failed.
+    """
+    clock = now or utc_now()
+    expired = (col(Job.status) == JobStatus.RUNNING, col(Job.lease_expires_at) < clock)
+    failure = {"reason": f"the station stopped answering: the job's lease expired {max_attempts} times"}
+    failed = session.exec(
+        update(Job)
+        .where(*expired, col(Job.attempts) >= max_attempts)
+        .values(status=JobStatus.FAILED, failure=failure, updated_at=clock, lease_expires_at=None)
+    ).rowcount
+    requeued = session.exec(
+        update(Job)
+        .where(*expired, col(Job.attempts) < max_attempts)
+        .values(status=JobStatus.QUEUED, updated_at=clock, lease_expires_at=None)
+    ).rowcount
+    session.commit()
+    return requeued, failed
+
+
+def extend_job_lease(*, session: Session, job: Job, lease_s: float) -> Job:
+    """Extend a running job's lease (a station's heartbeat)."""
+    now = utc_now()
+    session.exec(
+        update(Job)
+        .where(col(Job.id) == job.id, col(Job.status) == JobStatus.RUNNING)
+        .values(lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now)
+    )
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def claim_next_job(*, session: Session, station_id: str, lease_s: float = 120.0) -> tuple[Job, Train] | None:
     """Mark the oldest queued job of the station running and return it with its train."""
     while True:
         statement = (
@@ -476,7 +516,13 @@ def claim_next_job(*, session: Session, station_id: str) -> tuple[Job, Train] | 
         claim = (
             update(Job)
             .where(col(Job.id) == job.id, col(Job.status) == JobStatus.QUEUED)
-            .values(status=JobStatus.RUNNING, delivered_at=now, updated_at=now)
+            .values(
+                status=JobStatus.RUNNING,
+                delivered_at=now,
+                updated_at=now,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+                attempts=col(Job.attempts) + 1,
+            )
         )
         claimed = session.exec(claim).rowcount == 1
         session.commit()

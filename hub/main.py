@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from sqlalchemy import Engine
+from sqlmodel import Session
 
+from hub import crud
 from hub.blobs import BlobStore
 from hub.catalog.fdp_ping import ping_forever
 from hub.catalog.store import CatalogStore
@@ -20,9 +25,27 @@ from hub.core.wakeups import StationWakeups
 
 __all__ = ["create_app"]
 
+logger = logging.getLogger(__name__)
+
 
 def _operation_id(route: APIRoute) -> str:
     return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+async def _sweep_leases(engine: Engine, settings: Settings) -> None:
+    """Re-queue (or fail) jobs whose station stopped sending heartbeats, also when it never polls again."""
+    interval = min(30.0, settings.job_lease_s / 2)
+    while True:
+        await asyncio.sleep(interval)
+
+        def sweep() -> None:
+            with Session(engine) as session:
+                crud.expire_job_leases(session=session, max_attempts=settings.job_max_attempts)
+
+        try:
+            await anyio.to_thread.run_sync(sweep)
+        except Exception:  # a locked or briefly unavailable database: try at the next interval
+            logger.exception("sweeping expired job leases failed")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -56,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.wakeups = StationWakeups(asyncio.get_running_loop())
         app.state.nonces = NonceCache(resolved.station_request_max_age_s)
         app.state.login_limiter = LoginLimiter(resolved.login_max_failures, resolved.login_window_s)
+        sweeper = asyncio.create_task(_sweep_leases(engine, resolved))
         ping = None
         if resolved.fdp_index_urls:
             ping = asyncio.create_task(
@@ -64,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            sweeper.cancel()
             if ping is not None:
                 ping.cancel()
             catalog.close()

@@ -15,13 +15,14 @@ failed job is still answered: with a signed envelope carrying a reason the stati
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
 import shutil
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -436,7 +437,8 @@ class StationAgent:
         )
         try:
             executor = self.executor()
-            result = executor.run_train(spec)
+            with self._heartbeats(job.job_id):
+                result = executor.run_train(spec)
         except ExecutorError as exc:
             raise _Refusal(f"the station cannot run trains: {exc}") from exc
         self._audit(
@@ -487,6 +489,30 @@ class StationAgent:
             )
             self._audit("result.withheld", job_id=job.job_id, output=exc.output, rule=exc.rule)
             raise _Refusal(f"the result is withheld for the steward's review: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _heartbeats(self, job_id: str) -> Iterator[None]:
+        """Tell the hub the job is alive while it runs, so its lease does not expire."""
+        stop = threading.Event()
+        path = f"/stations/me/jobs/{quote(job_id, safe='')}/heartbeat"
+
+        def beat() -> None:
+            while not stop.wait(self.settings.heartbeat_s):
+                try:
+                    response = self.client.post(path)
+                except httpx.HTTPError as exc:
+                    logger.warning("heartbeat for job %s failed: %s", job_id, type(exc).__name__)
+                    continue
+                if response.status_code == 409:
+                    logger.warning("the hub no longer expects job %s: %s", job_id, _detail(response))
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
 
     def upload(self, envelope: ResultEnvelope) -> bool:
         """Upload one queued envelope, retrying; return True when the hub has it (or refused it for good)."""

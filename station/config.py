@@ -70,6 +70,7 @@ class StationSettings(BaseSettings):
     kubernetes_data_root: Path = Field(
         default=Path("/var/lib/trainyard/data"), description="where the agent sees the data claim"
     )
+    heartbeat_s: float = Field(default=30.0, gt=0, description="how often a running job's lease is renewed")
     output_max_items: int = Field(
         default=1000, ge=10, description="longest list (or CSV) an output may hold: longer is per-record data"
     )

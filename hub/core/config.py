@@ -44,6 +44,10 @@ class Settings(BaseSettings):
         default_factory=list, description="FAIR Data Point indexes to ping with this hub's base IRI"
     )
     fdp_ping_interval_s: float = Field(default=24 * 3600.0, gt=0, description="how often to ping the indexes")
+    job_lease_s: float = Field(
+        default=120.0, gt=0, description="a delivered job is re-offered when its station sends no heartbeat this long"
+    )
+    job_max_attempts: int = Field(default=3, ge=1, description="deliveries of one job before it fails")
     sparql_timeout_s: float = Field(default=10.0, gt=0, le=300, description="time limit of one SPARQL query")
     sparql_result_limit: int = Field(default=10_000, ge=1, description="most rows or triples one query returns")
     login_max_failures: int = Field(default=5, ge=1, description="failed log-ins per username or address")

@@ -48,6 +48,8 @@ class Job(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    attempts: int = 0
 
 
 class Result(SQLModel, table=True):
@@ -69,6 +71,8 @@ class JobPublic(SQLModel):
     status: JobStatus
     failure: JobFailure | None
     updated_at: datetime
+    attempts: int = 0
+    lease_expires_at: datetime | None = None
 
     @classmethod
     def from_job(cls, job: Job) -> JobPublic:
@@ -81,6 +85,8 @@ class JobPublic(SQLModel):
             status=job.status,
             failure=JobFailure.model_validate(job.failure) if job.failure else None,
             updated_at=job.updated_at,
+            attempts=job.attempts,
+            lease_expires_at=job.lease_expires_at,
         )
 
 

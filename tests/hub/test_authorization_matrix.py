@@ -59,6 +59,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("PUT", "/stations/me/collections/{collection}"): frozenset({STATION_ROLE}),
     ("GET", "/stations/me/jobs/next"): frozenset({STATION_ROLE}),
     ("POST", "/stations/me/jobs/{job_id}/result"): frozenset({STATION_ROLE}),
+    ("POST", "/stations/me/jobs/{job_id}/heartbeat"): frozenset({STATION_ROLE}),
     ("GET", "/collections"): ANY_USER,
     ("GET", "/collections/{station}/{collection}"): ANY_USER,
     ("GET", "/projects"): RESEARCHERS,

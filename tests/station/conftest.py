@@ -174,6 +174,7 @@ class FakeHub:
     results: dict[str, ResultEnvelope] = field(default_factory=dict)
     publications: dict[str, dict[str, object]] = field(default_factory=dict)
     upload_failures: int = 0
+    heartbeats: list[str] = field(default_factory=list)
     poll_down: bool = False
     requests: list[httpx.Request] = field(default_factory=list)
 
@@ -203,6 +204,9 @@ class FakeHub:
         if path.startswith("/stations/me/collections/"):
             self.publications[path.rsplit("/", 1)[-1]] = json.loads(request.content)
             return httpx.Response(200, json={"id": f"{STATION}/x"})
+        if path.startswith("/stations/me/jobs/") and path.endswith("/heartbeat"):
+            self.heartbeats.append(path.split("/")[-2])
+            return httpx.Response(200, json={"status": "running"})
         if path.startswith("/stations/me/jobs/") and path.endswith("/result"):
             if self.upload_failures > 0:
                 self.upload_failures -= 1

@@ -610,3 +610,28 @@ def test_agent_requires_enrolment(settings: StationSettings) -> None:
 
     with pytest.raises(FileNotFoundError, match="enrol"):
         StationAgent(settings)
+
+
+def test_agent_sends_heartbeats_while_a_train_runs(
+    tmp_path: Path,
+    state: StationState,
+    hub: Any,
+    researcher: KeyPair,
+    train_bundle: bytes,
+    job_for: Callable[..., Job],
+    fake_executor: Any,
+) -> None:
+    import time
+
+    settings = StationSettings(state_dir=state.root, poll_wait_s=0, executor="sandbox", heartbeat_s=0.05)
+
+    def slow(spec: RunSpec) -> None:
+        time.sleep(0.4)
+        (spec.out_dir / "result.json").write_text('{"ok": true}')
+
+    hub.add_bundle(train_bundle)
+
+    _agent(settings, hub, fake_executor(slow)).process_job(job_for(researcher, train_bundle))
+
+    assert hub.heartbeats.count("job-1") >= 3
+    assert hub.results["job-1"].status == JobStatus.SUCCEEDED

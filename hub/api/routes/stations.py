@@ -29,6 +29,7 @@ from hub.api.deps import (
 )
 from hub.catalog.records import distribution_triples
 from hub.catalog.store import graph_iri_for_collection
+from hub.core.config import Settings
 from hub.models import (
     CollectionPublic,
     EnrolmentTokenCreate,
@@ -130,10 +131,11 @@ def publish_collection(
     return CollectionPublic.from_collection(row)
 
 
-def _claim_next_job(engine: Engine, station_id: str) -> JobMessage | None:
+def _claim_next_job(engine: Engine, station_id: str, settings: Settings) -> JobMessage | None:
     with Session(engine) as session:
         crud.touch_station(session=session, station_id=station_id)
-        claimed = crud.claim_next_job(session=session, station_id=station_id)
+        crud.expire_job_leases(session=session, max_attempts=settings.job_max_attempts)
+        claimed = crud.claim_next_job(session=session, station_id=station_id, lease_s=settings.job_lease_s)
         if claimed is None:
             return None
         job, train = claimed
@@ -169,7 +171,7 @@ async def read_next_job(
     with wakeups.listen(station.id) as woken:
         while True:
             woken.clear()  # cleared before the look, so a job created after it still wakes us
-            job = await anyio.to_thread.run_sync(_claim_next_job, engine, station.id)
+            job = await anyio.to_thread.run_sync(_claim_next_job, engine, station.id, settings)
             if job is not None:
                 return job
             remaining = deadline - loop.time()
@@ -177,6 +179,19 @@ async def read_next_job(
                 return Response(status_code=status.HTTP_204_NO_CONTENT)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(woken.wait(), timeout=min(remaining, settings.long_poll_recheck_s))
+
+
+@router.post("/me/jobs/{job_id}/heartbeat")
+def heartbeat_job(job_id: str, session: SessionDep, station: CurrentStation, settings: SettingsDep) -> JobPublic:
+    """Keep a delivered job's lease while the train runs (409 once the job is no longer running)."""
+    job = crud.get_job(session=session, job_id=job_id)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job {job_id!r}")
+    if job.station_id != station.id:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"job {job_id!r} is not for station {station.id!r}")
+    if job.status != JobStatus.RUNNING:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"job {job_id!r} is {job.status.value}, not running")
+    return JobPublic.from_job(crud.extend_job_lease(session=session, job=job, lease_s=settings.job_lease_s))
 
 
 @router.post("/me/jobs/{job_id}/result", status_code=status.HTTP_202_ACCEPTED)

@@ -329,3 +329,113 @@ def test_result_survives_restart(
     assert answer.status_code == 200
     assert ResultEnvelope.model_validate(answer.json()) == envelope
     assert generate_key_pair()  # keys are independent of the hub
+
+
+# -- leases: a job whose station stops answering is re-offered, then failed ----------------------
+
+
+def _expire_lease(client: TestClient) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+    from sqlmodel import Session
+
+    from hub.models import Job as JobRow
+
+    with Session(client.app.state.engine) as session:  # type: ignore[attr-defined]
+        session.exec(update(JobRow).values(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1)))  # type: ignore[call-overload]
+        session.commit()
+
+
+def _job_view(client: TestClient, researcher: Researcher, train_id: object) -> dict:  # type: ignore[type-arg]
+    return client.get(f"/trains/{train_id}", headers=researcher.headers).json()["jobs"][0]  # type: ignore[no-any-return]
+
+
+def test_delivered_job_carries_a_lease_that_heartbeats_extend(
+    client: TestClient,
+    hub: HubFactory,
+    station: EnrolledStation,
+    researcher: Researcher,
+    signed_manifest: SignedManifest,
+) -> None:
+    train = hub.submit(signed_manifest, researcher)
+    job = _poll(client, station)
+    assert job is not None
+    first = _job_view(client, researcher, train["id"])
+
+    beat = client.post(f"/stations/me/jobs/{job.job_id}/heartbeat", headers=station.headers)
+
+    assert first["attempts"] == 1 and first["lease_expires_at"] is not None
+    assert beat.status_code == 200
+    assert beat.json()["lease_expires_at"] >= first["lease_expires_at"]
+
+
+def test_expired_lease_re_offers_the_job_then_fails_it(
+    client: TestClient,
+    hub: HubFactory,
+    station: EnrolledStation,
+    researcher: Researcher,
+    signed_manifest: SignedManifest,
+    settings: Settings,
+) -> None:
+    train = hub.submit(signed_manifest, researcher)
+    deliveries = []
+    for _ in range(settings.job_max_attempts):
+        job = _poll(client, station)
+        assert job is not None
+        deliveries.append(job.job_id)
+        _expire_lease(client)
+
+    assert _poll(client, station) is None  # the sweep on this poll failed it for good
+    view = _job_view(client, researcher, train["id"])
+    assert len(set(deliveries)) == 1 and len(deliveries) == settings.job_max_attempts
+    assert view["status"] == "failed"
+    assert "lease expired" in view["failure"]["reason"]
+
+
+def test_late_result_after_a_re_offer_is_still_accepted_once(
+    client: TestClient,
+    hub: HubFactory,
+    station: EnrolledStation,
+    researcher: Researcher,
+    signed_manifest: SignedManifest,
+) -> None:
+    hub.submit(signed_manifest, researcher)
+    job = _poll(client, station)
+    assert job is not None
+    _expire_lease(client)
+    assert _poll(client, station) is not None  # re-offered
+
+    envelope = _envelope(station, job, researcher)
+    first = client.post(
+        f"/stations/me/jobs/{job.job_id}/result", json=envelope.model_dump(mode="json"), headers=station.headers
+    )
+    again = client.post(
+        f"/stations/me/jobs/{job.job_id}/result", json=envelope.model_dump(mode="json"), headers=station.headers
+    )
+
+    assert (first.status_code, again.status_code) == (202, 200)
+
+
+def test_heartbeat_for_a_finished_or_foreign_job(
+    client: TestClient,
+    hub: HubFactory,
+    station: EnrolledStation,
+    researcher: Researcher,
+    signed_manifest: SignedManifest,
+    admin_headers: dict[str, str],
+) -> None:
+    hub.submit(signed_manifest, researcher)
+    job = _poll(client, station)
+    assert job is not None
+    other = hub.enrol_station(admin_headers, "site-b")
+    envelope = _envelope(station, job, researcher)
+    client.post(
+        f"/stations/me/jobs/{job.job_id}/result", json=envelope.model_dump(mode="json"), headers=station.headers
+    )
+
+    finished = client.post(f"/stations/me/jobs/{job.job_id}/heartbeat", headers=station.headers)
+    foreign = client.post(f"/stations/me/jobs/{job.job_id}/heartbeat", headers=other.headers)
+    missing = client.post("/stations/me/jobs/nope/heartbeat", headers=station.headers)
+
+    assert (finished.status_code, foreign.status_code, missing.status_code) == (409, 403, 404)
