@@ -8,6 +8,9 @@ subject count is suppressed.
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
+import re
 from datetime import datetime
 
 from rdflib import RDF, XSD, Graph, Literal, Namespace, URIRef
@@ -19,6 +22,18 @@ from protocol import CollectionPublication, CollectionSummary, KeyPair
 __all__ = ["TY", "build_publication", "collection_iri", "collection_to_turtle"]
 
 TY = Namespace("https://w3id.org/trainyard/ontology#")
+HEALTH = Namespace("http://healthdataportal.eu/ns/health#")  # = ontology.HEALTHDCATAP (unratified namespace)
+DCM = "http://dicom.nema.org/resources/ontology/DCM/"
+_CS_VALUE = re.compile(r"^[A-Z0-9_]{1,16}$")
+
+
+@functools.cache
+def body_part_concepts() -> dict[str, str]:
+    """Body Part Examined defined term → SNOMED CT concept IRI, from the generated code list."""
+    text = (importlib.resources.files("ontology") / "codes" / "body-part.ttl").read_text("utf-8")
+    graph = Graph().parse(data=text, format="turtle")
+    notation = URIRef("http://www.w3.org/2004/02/skos/core#notation")
+    return {str(value): str(concept) for concept, value in graph.subject_objects(notation)}
 
 
 def collection_iri(station: str, collection: str) -> URIRef:
@@ -63,6 +78,7 @@ def collection_to_turtle(
     graph.bind("dcat", DCAT)
     graph.bind("dct", DCTERMS)
     graph.bind("ty", TY)
+    graph.bind("healthdcatap", HEALTH)
     subject = collection_iri(station, collection)
     graph.add((subject, RDF.type, DCAT.Dataset))
     graph.add((subject, DCTERMS.title, Literal(title)))
@@ -79,15 +95,23 @@ def collection_to_turtle(
     for predicate, count in counts:
         if count is not None:
             graph.add((subject, predicate, Literal(count, datatype=XSD.integer)))
-    facets = (
-        (TY.modality, summary.modalities),
-        (TY.bodyPart, summary.body_parts),
-        (TY.manufacturer, summary.manufacturers),
-    )
-    for predicate, values in facets:
-        for value, count in sorted(values.items()):
-            if count is not None:
-                graph.add((subject, predicate, Literal(value)))
+    graph.add((subject, TY.disclosureThreshold, Literal(summary.k, datatype=XSD.integer)))
+    if summary.subjects is not None:
+        graph.add((subject, HEALTH.numberOfUniqueIndividuals, Literal(summary.subjects, datatype=XSD.integer)))
+    if summary.instances is not None:
+        graph.add((subject, HEALTH.numberOfRecords, Literal(summary.instances, datatype=XSD.integer)))
+    for value, count in sorted(summary.modalities.items()):
+        if count is not None and _CS_VALUE.match(value):
+            graph.add((subject, TY.modality, URIRef(f"{DCM}{value}")))
+    body_parts = body_part_concepts()
+    for value, count in sorted(summary.body_parts.items()):
+        if count is None:
+            continue
+        concept = body_parts.get(value.upper())
+        graph.add((subject, TY.bodyPart, URIRef(concept)) if concept else (subject, TY.bodyPartText, Literal(value)))
+    for value, count in sorted(summary.manufacturers.items()):
+        if count is not None:
+            graph.add((subject, TY.manufacturer, Literal(value)))
     return graph.serialize(format="turtle")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pyoxigraph as ox
@@ -73,7 +74,14 @@ class CatalogStore:
         return len(triples)
 
     def replace_collection(
-        self, graph_iri: str, turtle: str, *, station: str, collection: str, extra: list[ox.Triple] | None = None
+        self,
+        graph_iri: str,
+        turtle: str,
+        *,
+        station: str,
+        collection: str,
+        extra: list[ox.Triple] | None = None,
+        check: Callable[[list[ox.Triple]], None] | None = None,
     ) -> int:
         """Replace a collection's graph with a station's Turtle, re-based on ``graph_iri``; return the triple count.
 
@@ -117,6 +125,8 @@ class CatalogStore:
                 )
             )
         triples.extend(extra or [])
+        if check is not None:
+            check(triples)  # e.g. SHACL validation: raises before anything is stored
         body = ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b""
         graph = ox.NamedNode(graph_iri)
         update = f"DROP SILENT GRAPH {graph} ;\nINSERT DATA {{ GRAPH {graph} {{\n{body.decode('utf-8')}\n}} }}"

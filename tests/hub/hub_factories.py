@@ -99,21 +99,17 @@ def make_summary(
 
 
 def make_turtle(station: str, collection: str, title: str = "Chest CT") -> str:
-    """Return the Turtle a station sends for one collection."""
-    return f"""
-@prefix dcat: <http://www.w3.org/ns/dcat#> .
-@prefix dct: <http://purl.org/dc/terms/> .
-@prefix ty: <https://w3id.org/trainyard/ontology#> .
-@prefix xsd: <http://www.w3.org/2001/XMLSchema#> .
+    """Return the Turtle a station sends for one collection (made by the station's own code)."""
+    from station.catalog import collection_to_turtle
 
-<urn:trainyard:collection:{station}:{collection}> a dcat:Dataset ;
-    dct:identifier "{station}/{collection}" ;
-    dct:title "{title}" ;
-    ty:station "{station}" ;
-    ty:numberOfSubjects "12"^^xsd:integer ;
-    ty:modality "CT" ;
-    ty:bodyPart "CHEST" .
-"""
+    return collection_to_turtle(
+        station=station,
+        collection=collection,
+        title=title,
+        description=f"{title} at {station}",
+        summary=make_summary(),
+        issued=datetime(2026, 1, 1, tzinfo=UTC),
+    )
 
 
 def make_publication(

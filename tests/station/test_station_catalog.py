@@ -72,9 +72,16 @@ def test_collection_to_turtle_omits_suppressed_counts() -> None:
 def test_collection_to_turtle_lists_only_unsuppressed_values() -> None:
     graph = _graph(_summary())
 
-    assert set(graph.objects(SUBJECT, TY.modality)) == {Literal("CT")}
-    assert set(graph.objects(SUBJECT, TY.bodyPart)) == {Literal("CHEST")}
+    assert set(graph.objects(SUBJECT, TY.modality)) == {URIRef("http://dicom.nema.org/resources/ontology/DCM/CT")}
+    assert set(graph.objects(SUBJECT, TY.bodyPart)) == {URIRef("http://snomed.info/id/816094009")}  # Chest, CID 4031
     assert set(graph.objects(SUBJECT, TY.manufacturer)) == {Literal("SIEMENS")}
+
+
+def test_unmapped_body_part_stays_text_and_k_is_published() -> None:
+    graph = _graph(_summary(body_parts={"LEFTTOE": 9}))
+
+    assert set(graph.objects(SUBJECT, TY.bodyPartText)) == {Literal("LEFTTOE")}
+    assert graph.value(SUBJECT, TY.disclosureThreshold).toPython() == 5  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("text", ['Title with "quotes"', "Ünïcödé\nnew line", "<script>"])

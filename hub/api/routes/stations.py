@@ -29,6 +29,7 @@ from hub.api.deps import (
 )
 from hub.catalog.records import distribution_triples
 from hub.catalog.store import graph_iri_for_collection
+from hub.catalog.validation import RecordInvalid, validate_record
 from hub.core.config import Settings
 from hub.models import (
     CollectionPublic,
@@ -123,8 +124,13 @@ def publish_collection(
     extra = distribution_triples(settings.base_iri, station.id, collection, station_name=station.id)
     try:
         catalog.replace_collection(
-            graph_iri, publication.turtle, station=station.id, collection=collection, extra=extra
+            graph_iri, publication.turtle, station=station.id, collection=collection, extra=extra, check=validate_record
         )
+    except RecordInvalid as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            detail={"message": str(exc), "problems": [problem.__dict__ for problem in exc.problems]},
+        ) from exc
     except ProtocolError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
     row = crud.upsert_collection(session=session, publication=publication, graph_iri=graph_iri)

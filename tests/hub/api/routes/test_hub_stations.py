@@ -200,3 +200,20 @@ def test_publish_collection_again_replaces_it(
     assert answer.json()["summary"]["subjects"] == 40
     assert "New title" in turtle
     assert "Old title" not in turtle
+
+
+def test_publication_that_breaks_the_shapes_is_refused_with_a_report(
+    client: TestClient, station: EnrolledStation
+) -> None:
+    turtle = '<urn:trainyard:collection:site-a:chest-ct> a <http://www.w3.org/ns/dcat#Dataset> .'
+    publication = make_publication(station, COLLECTION, turtle=turtle)
+
+    answer = client.put(
+        f"/stations/me/collections/{COLLECTION}", json=publication.model_dump(mode="json"), headers=station.headers
+    )
+
+    assert answer.status_code == 422
+    detail = answer.json()["detail"]
+    assert "does not conform" in detail["message"]
+    assert {problem["path"] for problem in detail["problems"]} >= {"dct:title", "dct:description", "ty:station"}
+    assert client.get("/dataset/site-a/chest-ct").status_code == 404  # nothing was stored
