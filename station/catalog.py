@@ -83,7 +83,7 @@ def collection_to_turtle(
     graph.add((subject, RDF.type, DCAT.Dataset))
     graph.add((subject, DCTERMS.title, Literal(title)))
     graph.add((subject, DCTERMS.description, Literal(description)))
-    graph.add((subject, DCTERMS.identifier, Literal(f"{station}/{collection}")))
+    graph.add((subject, DCTERMS.identifier, Literal(str(subject), datatype=XSD.anyURI)))
     graph.add((subject, DCTERMS.issued, Literal(issued.isoformat(), datatype=XSD.dateTime)))
     graph.add((subject, TY.station, Literal(station)))
     counts = (
@@ -97,9 +97,10 @@ def collection_to_turtle(
             graph.add((subject, predicate, Literal(count, datatype=XSD.integer)))
     graph.add((subject, TY.disclosureThreshold, Literal(summary.k, datatype=XSD.integer)))
     if summary.subjects is not None:
-        graph.add((subject, HEALTH.numberOfUniqueIndividuals, Literal(summary.subjects, datatype=XSD.integer)))
+        individuals = Literal(summary.subjects, datatype=XSD.nonNegativeInteger)
+        graph.add((subject, HEALTH.numberOfUniqueIndividuals, individuals))
     if summary.instances is not None:
-        graph.add((subject, HEALTH.numberOfRecords, Literal(summary.instances, datatype=XSD.integer)))
+        graph.add((subject, HEALTH.numberOfRecords, Literal(summary.instances, datatype=XSD.nonNegativeInteger)))
     for value, count in sorted(summary.modalities.items()):
         if count is not None and _CS_VALUE.match(value):
             graph.add((subject, TY.modality, URIRef(f"{DCM}{value}")))

@@ -105,9 +105,7 @@ def remove_steward(state_dir: Path, name: str) -> int:
     return len(stewards) - len(kept)
 
 
-def check_job_grants(
-    job: Job, *, station: str, stewards: list[StewardKey], now: datetime | None = None
-) -> Grant:
+def check_job_grants(job: Job, *, station: str, stewards: list[StewardKey], now: datetime | None = None) -> Grant:
     """Return the grant that allows ``job`` here, or refuse with the reason.
 
     A grant counts when a trusted steward key signed it, and it names this station and the

@@ -45,7 +45,7 @@ def test_collection_to_turtle_parses_as_dcat_dataset() -> None:
     assert (SUBJECT, ns.RDF.type, ns.DCAT.Dataset) in graph
     assert graph.value(SUBJECT, ns.DCTERMS.title) == Literal("Chest CT")
     assert graph.value(SUBJECT, ns.DCTERMS.description) == Literal("Synthetic chest CT")
-    assert graph.value(SUBJECT, ns.DCTERMS.identifier) == Literal("site-a/chest-ct")
+    assert graph.value(SUBJECT, ns.DCTERMS.identifier) == Literal(str(SUBJECT), datatype=ns.XSD.anyURI)
     assert graph.value(SUBJECT, ns.DCTERMS.issued) == Literal(ISSUED.isoformat(), datatype=ns.XSD.dateTime)
     assert graph.value(SUBJECT, TY.station) == Literal("site-a")
 

@@ -26,6 +26,7 @@ from hub.catalog.records import (
     dataset_iri,
     distribution_iri,
     fdp_graph,
+    retype_counts,
 )
 
 router = APIRouter(tags=["fdp"])
@@ -59,7 +60,7 @@ def _to_rdflib(triples: list[ox.Triple]) -> Graph:
     ):
         graph.bind(prefix, namespace)
     data = ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b""
-    return graph.parse(data=data.decode("utf-8"), format="nt")
+    return retype_counts(graph.parse(data=data.decode("utf-8"), format="nt"))
 
 
 @router.get("/", responses=_RESPONSES, response_model=None)

@@ -60,7 +60,7 @@ def test_missing_title_is_named() -> None:
 
 
 def test_a_small_count_is_refused() -> None:
-    small = f'<{URN}> <https://w3id.org/trainyard/ontology#numberOfSeries> 3 .'
+    small = f"<{URN}> <https://w3id.org/trainyard/ontology#numberOfSeries> 3 ."
     turtle = station_turtle(series=None) + "\n" + small
 
     assert any("between 1 and k-1" in p for p in problems(record(turtle)))
