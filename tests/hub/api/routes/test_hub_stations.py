@@ -205,7 +205,7 @@ def test_publish_collection_again_replaces_it(
 def test_publication_that_breaks_the_shapes_is_refused_with_a_report(
     client: TestClient, station: EnrolledStation
 ) -> None:
-    turtle = '<urn:trainyard:collection:site-a:chest-ct> a <http://www.w3.org/ns/dcat#Dataset> .'
+    turtle = "<urn:trainyard:collection:site-a:chest-ct> a <http://www.w3.org/ns/dcat#Dataset> ."
     publication = make_publication(station, COLLECTION, turtle=turtle)
 
     answer = client.put(
