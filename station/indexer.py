@@ -30,6 +30,9 @@ from typing import Any
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+
+from .scanner import scan_header
 
 __all__ = [
     "REQUIRED_KEYWORDS",
@@ -137,8 +140,15 @@ def _text(dataset: Any, keyword: str) -> str | None:
     value = dataset.get(keyword)
     if value is None:
         return None
-    text = str(value).strip()
-    return text or None
+    text = "\\".join(str(item) for item in value) if isinstance(value, MultiValue) else str(value)
+    return text.strip(" \0") or None
+
+
+def _pydicom_values(path: Path) -> dict[str, str | None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = dcmread(path, stop_before_pixels=True, specific_tags=[*REQUIRED_KEYWORDS, *_OPTIONAL_KEYWORDS])
+    return {keyword: _text(dataset, keyword) for keyword in (*REQUIRED_KEYWORDS, *_OPTIONAL_KEYWORDS)}
 
 
 def read_header(path: Path) -> DicomHeader | SkippedFile:
@@ -157,10 +167,7 @@ def read_header(path: Path) -> DicomHeader | SkippedFile:
     'CT'
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            dataset = dcmread(path, stop_before_pixels=True, specific_tags=[*REQUIRED_KEYWORDS, *_OPTIONAL_KEYWORDS])
-        values = {keyword: _text(dataset, keyword) for keyword in (*REQUIRED_KEYWORDS, *_OPTIONAL_KEYWORDS)}
+        values = scan_header(path) or _pydicom_values(path)  # the fast scanner, else pydicom
     except InvalidDicomError:
         return SkippedFile(path, "not a DICOM file (no 'DICM' preamble)")
     except Exception as exc:  # pydicom raises many kinds on damaged files

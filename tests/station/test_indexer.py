@@ -99,6 +99,7 @@ class TestReadHeader:
             return real(path, **kwargs)
 
         monkeypatch.setattr(indexer, "dcmread", spy)
+        monkeypatch.setattr(indexer, "scan_header", lambda _path: None)  # the pydicom fallback
         read_header(_testdata("CT_small.dcm"))
 
         assert calls[0]["stop_before_pixels"] is True

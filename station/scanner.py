@@ -1,0 +1,232 @@
+"""A fast DICOM header scanner: the few attributes the catalog needs, from the first bytes of a file.
+
+pydicom builds a full dataset in Python (about 1.5 ms a header); the disk is far faster. This
+scanner reads the first 64 KiB (more only when the wanted tags lie further), walks the elements
+without building anything, and stops at the last wanted tag or at the pixel data. It handles the
+128-byte preamble with ``DICM``, explicit and implicit VR little endian and explicit VR big
+endian, defined- and undefined-length sequences and items, and text in ASCII, ISO_IR 100 and
+ISO_IR 192.
+
+It never guesses: a deflated or unknown transfer syntax, a file without the ``DICM`` marker, a
+character set it does not decode, or anything malformed returns ``None``, and the caller falls
+back to pydicom. Every value it does return equals pydicom's (tested on every file pydicom
+ships).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+__all__ = ["WANTED_TAGS", "scan_header"]
+
+# keyword → (group, element); all are text VRs (UI, CS, LO, SH, DA, AS)
+WANTED_TAGS: dict[str, tuple[int, int]] = {
+    "SpecificCharacterSet": (0x0008, 0x0005),
+    "SOPClassUID": (0x0008, 0x0016),
+    "SOPInstanceUID": (0x0008, 0x0018),
+    "StudyDate": (0x0008, 0x0020),
+    "Modality": (0x0008, 0x0060),
+    "Manufacturer": (0x0008, 0x0070),
+    "PatientID": (0x0010, 0x0020),
+    "PatientBirthDate": (0x0010, 0x0030),
+    "PatientSex": (0x0010, 0x0040),
+    "PatientAge": (0x0010, 0x1010),
+    "BodyPartExamined": (0x0018, 0x0015),
+    "StudyInstanceUID": (0x0020, 0x000D),
+    "SeriesInstanceUID": (0x0020, 0x000E),
+}
+_BY_TAG = {(group << 16) | element: keyword for keyword, (group, element) in WANTED_TAGS.items()}
+_LAST_TAG = max(_BY_TAG)
+_PIXEL_DATA = 0x7FE00010
+_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
+_IMPLICIT, _EXPLICIT_LE, _EXPLICIT_BE = "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"
+_DEFLATED = {"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"}
+_CHUNK = 64 * 1024
+_MAX_READ = 4 * 1024 * 1024
+_CHARSETS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
+
+
+class _Undecided(Exception):
+    """The fast path cannot decide; pydicom must read this file."""
+
+
+class _NeedMore(Exception):
+    """The wanted tags lie beyond the bytes read so far."""
+
+
+def _walk(data: bytes, offset: int, *, little: bool, implicit: bool, found: dict[str, bytes], complete: bool) -> None:
+    """Collect wanted top-level elements from ``offset`` until past the last wanted tag.
+
+    ``complete`` says ``data`` is the whole file: its clean end ends the walk, a cut element is undecided.
+    """
+    u16, u32 = ("<H", "<I") if little else (">H", ">I")
+    size = len(data)
+    while True:
+        if offset == size and complete:
+            return
+        if offset + 8 > size:
+            raise _Undecided if complete else _NeedMore
+        group, element = (
+            struct.unpack_from(u16 + "H", data, offset) if little else struct.unpack_from(">HH", data, offset)
+        )
+        tag = (group << 16) | element
+        if tag > _LAST_TAG or tag == _PIXEL_DATA:
+            return
+        if implicit:
+            (length,) = struct.unpack_from(u32, data, offset + 4)
+            header = 8
+            is_sequence = length == 0xFFFFFFFF
+        else:
+            vr = data[offset + 4 : offset + 6]
+            if not (vr.isalpha() and vr.isupper()):
+                raise _Undecided
+            if vr in _LONG_VRS:
+                if offset + 12 > size:
+                    raise _NeedMore
+                (length,) = struct.unpack_from(u32, data, offset + 8)
+                header = 12
+            else:
+                (length,) = struct.unpack_from(u16, data, offset + 6)
+                header = 8
+            is_sequence = vr == b"SQ" or (vr == b"UN" and length == 0xFFFFFFFF)
+        start = offset + header
+        if length == 0xFFFFFFFF:
+            if not is_sequence:
+                raise _Undecided  # undefined length outside a sequence (encapsulated data): not ours
+            offset = _skip_undefined_sequence(data, start, u16=u16, u32=u32, implicit=implicit, little=little)
+            continue
+        end = start + length
+        if tag in _BY_TAG:
+            if end > size:
+                raise _Undecided if complete else _NeedMore
+            found[_BY_TAG[tag]] = data[start:end]
+        if end > size and complete:
+            raise _Undecided
+        offset = end
+
+
+def _skip_undefined_sequence(data: bytes, offset: int, *, u16: str, u32: str, implicit: bool, little: bool) -> int:
+    """Return the offset just past an undefined-length sequence that starts at ``offset``."""
+    size = len(data)
+    depth = 1
+    while depth:
+        if offset + 8 > size:
+            raise _NeedMore
+        group, element = struct.unpack_from(u16 + u16[-1], data, offset)
+        tag = (group << 16) | element
+        (length,) = struct.unpack_from(u32, data, offset + 4)
+        if tag == _SEQUENCE_END:
+            depth -= 1
+            offset += 8
+        elif tag == _ITEM_END:
+            offset += 8
+        elif tag == _ITEM:
+            offset += 8 if length == 0xFFFFFFFF else 8 + length
+        else:
+            if implicit:
+                header = 8
+                nested = length == 0xFFFFFFFF
+            else:
+                vr = data[offset + 4 : offset + 6]
+                if vr in _LONG_VRS:
+                    (length,) = struct.unpack_from(u32, data, offset + 8)
+                    header = 12
+                elif vr.isalpha() and vr.isupper():
+                    (length,) = struct.unpack_from(u16, data, offset + 6)
+                    header = 8
+                else:
+                    raise _Undecided
+                nested = length == 0xFFFFFFFF
+            if nested:
+                depth += 1
+                offset += header
+            else:
+                offset += header + length
+        if offset > _MAX_READ:
+            raise _Undecided
+    return offset
+
+
+def _meta(data: bytes) -> tuple[int, str]:
+    """Parse group 0002 (explicit VR little endian); return the dataset offset and transfer syntax."""
+    if len(data) < 132 or data[128:132] != b"DICM":
+        raise _Undecided
+    offset = 132
+    syntax = None
+    while offset + 8 <= len(data):
+        group, element = struct.unpack_from("<HH", data, offset)
+        if group != 0x0002:
+            break
+        vr = data[offset + 4 : offset + 6]
+        if vr in _LONG_VRS:
+            (length,) = struct.unpack_from("<I", data, offset + 8)
+            start = offset + 12
+        else:
+            (length,) = struct.unpack_from("<H", data, offset + 6)
+            start = offset + 8
+        if element == 0x0010:
+            syntax = data[start : start + length].rstrip(b"\0 ").decode("ascii", errors="strict")
+        offset = start + length
+    if syntax is None:
+        raise _Undecided
+    return offset, syntax
+
+
+def _decode(raw: bytes, encoding: str) -> str:
+    text = raw.decode(encoding) if not raw.isascii() else raw.decode("ascii")
+    return text.strip(" \0")
+
+
+def scan_header(path: Path) -> dict[str, str | None] | None:
+    """Return the wanted attributes of one DICOM file, or ``None`` when pydicom must decide.
+
+    Values are stripped text (multi-valued elements keep their backslashes); an absent or empty
+    element is ``None``.
+    """
+    try:
+        with path.open("rb") as handle:
+            total = os.fstat(handle.fileno()).st_size
+            data = handle.read(_CHUNK)
+            while True:
+                try:
+                    offset, syntax = _meta(data)
+                    if syntax in _DEFLATED or not syntax.startswith("1.2.840.10008.1.2"):
+                        return None  # deflated, private or unknown transfer syntax
+                    found: dict[str, bytes] = {}
+                    _walk(
+                        data,
+                        offset,
+                        little=syntax != _EXPLICIT_BE,
+                        implicit=syntax == _IMPLICIT,
+                        found=found,
+                        complete=len(data) >= total,
+                    )
+                    break
+                except _NeedMore:
+                    if len(data) >= _MAX_READ:
+                        return None
+                    more = handle.read(max(len(data), _CHUNK))
+                    if not more:
+                        return None
+                    data += more
+    except (OSError, _Undecided, struct.error, UnicodeDecodeError, ValueError):
+        return None
+    charset = _decode(found.get("SpecificCharacterSet", b""), "ascii")
+    encoding = _CHARSETS.get(charset)
+    values: dict[str, str | None] = {}
+    for keyword in WANTED_TAGS:
+        raw = found.get(keyword)
+        if raw is None:
+            values[keyword] = None
+            continue
+        if encoding is None and not raw.isascii():
+            return None  # a character set this scanner does not decode
+        try:
+            text = _decode(raw, encoding or "ascii")
+        except UnicodeDecodeError:
+            return None
+        values[keyword] = text or None
+    return values

@@ -1,0 +1,150 @@
+"""The fast header scanner: identical to pydicom on every file pydicom ships, or it steps aside."""
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pydicom import dcmread
+from pydicom.data import get_testdata_file, get_testdata_files
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+
+from station.scanner import WANTED_TAGS, scan_header
+
+PYDICOM_FILES = [Path(path) for path in get_testdata_files()]
+
+
+def pydicom_values(path: Path) -> dict[str, str | None] | None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dataset = dcmread(path, stop_before_pixels=True, specific_tags=list(WANTED_TAGS))
+    except Exception:
+        return None
+    values: dict[str, str | None] = {}
+    for keyword in WANTED_TAGS:
+        value = dataset.get(keyword)
+        text = None if value is None else "\\".join(map(str, value)) if isinstance(value, MultiValue) else str(value)
+        values[keyword] = (text or "").strip(" \0") or None
+    return values
+
+
+@pytest.mark.parametrize("path", PYDICOM_FILES, ids=lambda path: path.name)
+def test_identical_to_pydicom_or_steps_aside(path: Path) -> None:
+    fast = scan_header(path)
+    reference = pydicom_values(path)
+
+    if fast is not None:
+        assert reference is not None, "the scanner read a file pydicom cannot"
+        assert fast == reference
+
+
+def test_most_files_take_the_fast_path() -> None:
+    readable = [path for path in PYDICOM_FILES if pydicom_values(path) is not None]
+
+    fast = [path for path in readable if scan_header(path) is not None]
+
+    assert len(fast) >= 0.9 * len(readable)
+
+
+def write(tmp_path: Path, syntax: str, **attributes: Any) -> Path:
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = syntax
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    dataset = Dataset()
+    dataset.file_meta = meta
+    dataset.SOPClassUID = meta.MediaStorageSOPClassUID
+    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    dataset.StudyInstanceUID = generate_uid()
+    dataset.SeriesInstanceUID = generate_uid()
+    dataset.Modality = "CT"
+    dataset.PatientID = "P-1"
+    for keyword, value in attributes.items():
+        setattr(dataset, keyword, value)
+    path = tmp_path / f"{len(list(tmp_path.iterdir()))}.dcm"
+    dataset.save_as(
+        path,
+        enforce_file_format=True,
+        little_endian=syntax != ExplicitVRBigEndian,
+        implicit_vr=syntax == ImplicitVRLittleEndian,
+    )
+    return path
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian])
+def test_each_uncompressed_syntax(tmp_path: Path, syntax: str) -> None:
+    path = write(tmp_path, syntax, BodyPartExamined="CHEST", Manufacturer="ACME\\OTHER")
+
+    assert scan_header(path) == pydicom_values(path)
+    assert scan_header(path)["Manufacturer"] == "ACME\\OTHER"  # type: ignore[index]
+
+
+def test_sequences_before_wanted_tags_are_skipped(tmp_path: Path) -> None:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "1", "DCM", "x"
+    path = write(tmp_path, ExplicitVRLittleEndian, ProcedureCodeSequence=[item, item], BodyPartExamined="HEAD")
+
+    assert scan_header(path) == pydicom_values(path)
+
+
+def test_latin1_text_and_unknown_charsets(tmp_path: Path) -> None:
+    latin = write(tmp_path, ExplicitVRLittleEndian, SpecificCharacterSet="ISO_IR 100", Manufacturer="Médica")
+    japanese = write(tmp_path, ExplicitVRLittleEndian, SpecificCharacterSet="ISO 2022 IR 87", Manufacturer="abc")
+
+    assert scan_header(latin)["Manufacturer"] == "Médica"  # type: ignore[index]
+    assert scan_header(japanese) is not None  # ASCII values decode whatever the character set
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, not DICOM\n", b"\0" * 128 + b"DICM"])
+def test_junk_steps_aside(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "junk"
+    path.write_bytes(content)
+
+    assert scan_header(path) is None
+
+
+def test_truncated_file_steps_aside(tmp_path: Path) -> None:
+    whole = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    path = tmp_path / "cut.dcm"
+    path.write_bytes(whole[:700])
+
+    assert scan_header(path) is None
+
+
+def test_only_the_first_bytes_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(
+        tmp_path,
+        ExplicitVRLittleEndian,
+        Rows=512,
+        Columns=512,
+        BitsAllocated=16,
+        BitsStored=16,
+        HighBit=15,
+        PixelRepresentation=1,
+        SamplesPerPixel=1,
+        PhotometricInterpretation="MONOCHROME2",
+        PixelData=np.zeros((512, 512), dtype=np.int16).tobytes(),
+    )
+    read: list[int] = []
+    real_open = Path.open
+
+    def counting_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(self, *args, **kwargs)
+        original = handle.read
+
+        def read_some(size: int = -1) -> bytes:
+            data = original(size)
+            read.append(len(data))
+            return data
+
+        handle.read = read_some
+        return handle
+
+    monkeypatch.setattr(Path, "open", counting_open)
+
+    assert scan_header(path) is not None
+    assert read and path.stat().st_size > 500_000 and sum(read) <= 64 * 1024
