@@ -16,6 +16,7 @@ from sqlmodel import Session
 from hub import crud
 from hub.blobs import BlobStore
 from hub.catalog.fdp_ping import ping_forever
+from hub.catalog.index import SearchIndex
 from hub.catalog.store import CatalogStore
 from hub.core.config import Settings, get_settings
 from hub.core.db import create_db_engine, create_tables
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = resolved
         app.state.engine = engine
         app.state.catalog = catalog
+        app.state.search_index = await anyio.to_thread.run_sync(SearchIndex.from_store, catalog.store)
         app.state.artifacts = BlobStore(resolved.artifacts_dir)
         app.state.vault = BlobStore(resolved.vault_dir)
         app.state.wakeups = StationWakeups(asyncio.get_running_loop())

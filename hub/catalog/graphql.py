@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
 
 import anyio
 import strawberry
 from sqlmodel import Session
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info
 
 from hub import crud
 from hub.catalog.filters import summary_matches
+from hub.catalog.index import FACETS, SearchIndex, SearchQuery
 from hub.models import Collection as CollectionRow
 from protocol import CollectionSummary
 
@@ -19,12 +22,15 @@ __all__ = ["CatalogContext", "Collection", "ValueCount", "resolve_collections", 
 
 
 class CatalogContext(BaseContext):
-    """What a resolver needs: a way to open a session, and who is logged in (if anyone)."""
+    """What a resolver needs: a way to open a session, the search index, and who is logged in (if anyone)."""
 
-    def __init__(self, *, open_session: Callable[[], Session], username: str | None) -> None:
+    def __init__(
+        self, *, open_session: Callable[[], Session], username: str | None, index: SearchIndex | None = None
+    ) -> None:
         super().__init__()
         self.open_session = open_session
         self.username = username
+        self.index = index if index is not None else SearchIndex()
 
     def __repr__(self) -> str:
         return f"CatalogContext(username={self.username!r})"
@@ -105,6 +111,145 @@ async def resolve_collections(
     return await anyio.to_thread.run_sync(_search, context.open_session, modality, body_part, min_subjects)
 
 
+@strawberry.input(description="Search filters: values within one filter are OR-ed, filters are AND-ed.")
+class CollectionFilter:
+    """What to look for."""
+
+    modality: list[str] | None = None
+    body_part: list[str] | None = None
+    manufacturer: list[str] | None = None
+    station: list[str] | None = None
+    min_subjects: int | None = None
+    max_subjects: int | None = None
+    text: str | None = strawberry.field(default=None, description="words of the title or description")
+
+
+@strawberry.enum(description="How hits are ordered.")
+class CollectionSort(Enum):
+    """Sort orders of a search."""
+
+    SUBJECTS_DESC = "subjects_desc"
+    SUBJECTS_ASC = "subjects_asc"
+    TITLE = "title"
+    MODIFIED_DESC = "modified_desc"
+
+
+@strawberry.type(description="A facet value and how many collections (with the other filters) have it.")
+class FacetValue:
+    """One bar of a facet."""
+
+    value: str
+    count: int
+
+
+@strawberry.type(description="Counts for every filter, each computed with all the other filters applied.")
+class Facets:
+    """The facets of a search."""
+
+    modality: list[FacetValue]
+    body_part: list[FacetValue]
+    manufacturer: list[FacetValue]
+    station: list[FacetValue]
+
+
+@strawberry.type(description="One collection found; counts are null when suppressed, rounded down for guests.")
+class SearchHit:
+    """A hit of a search."""
+
+    id: str
+    iri: str
+    station: str
+    title: str
+    description: str
+    subjects: int | None
+    studies: int | None
+    series: int | None
+    instances: int | None
+    modalities: list[str]
+    body_parts: list[str]
+    manufacturers: list[str]
+
+
+@strawberry.type
+class PageInfo:
+    """Where the page ends; pass ``endCursor`` as ``after`` for the next one."""
+
+    end_cursor: str | None
+    has_next_page: bool
+
+
+@strawberry.type(description="A page of a faceted search.")
+class SearchConnection:
+    """Hits, total, facets and paging."""
+
+    total_count: int
+    nodes: list[SearchHit]
+    facets: Facets
+    page_info: PageInfo
+
+
+_GUEST_STEP = 10
+
+
+def _for_guests(value: int | None) -> int | None:
+    """Guests see counts rounded down to a multiple of 10 (published counts are 0 or at least k)."""
+    return None if value is None else value - value % _GUEST_STEP
+
+
+def resolve_search(
+    info: Info[CatalogContext, None],
+    filter: CollectionFilter | None = None,
+    sort: CollectionSort = CollectionSort.SUBJECTS_DESC,
+    first: int = 20,
+    after: str | None = None,
+) -> SearchConnection:
+    """Faceted search over the catalog's index (guests see rounded counts)."""
+    if not 1 <= first <= 100:
+        raise ValueError("first must be between 1 and 100")
+    chosen = filter or CollectionFilter()
+    query = SearchQuery(
+        modality=tuple(chosen.modality or ()),
+        body_part=tuple(chosen.body_part or ()),
+        manufacturer=tuple(chosen.manufacturer or ()),
+        station=tuple(chosen.station or ()),
+        min_subjects=chosen.min_subjects,
+        max_subjects=chosen.max_subjects,
+        text=chosen.text or "",
+        sort=sort.value,
+        first=first,
+        after=after,
+    )
+    result = info.context.index.search(query)
+    member = info.context.username is not None
+    shown = (lambda value: value) if member else _for_guests
+    nodes = [
+        SearchHit(
+            id=record.id,
+            iri=record.iri,
+            station=record.station,
+            title=record.title,
+            description=record.description,
+            subjects=shown(record.subjects),
+            studies=shown(record.studies),
+            series=shown(record.series),
+            instances=shown(record.instances),
+            modalities=list(record.modality),
+            body_parts=list(record.body_part),
+            manufacturers=list(record.manufacturer),
+        )
+        for record in result.records
+    ]
+    facets = Facets(
+        **{facet: [FacetValue(value=value, count=count) for value, count in result.facets[facet]] for facet in FACETS}
+    )
+    return SearchConnection(
+        total_count=result.total,
+        nodes=nodes,
+        facets=facets,
+        page_info=PageInfo(end_cursor=result.end_cursor, has_next_page=result.has_next_page),
+    )
+
+
 @strawberry.type
 class Query:
     """The catalog's queries."""
@@ -113,6 +258,16 @@ class Query:
         resolver=resolve_collections,
         description="Collections matching every given filter (modality and body part case-insensitively).",
     )
+    search: SearchConnection = strawberry.field(
+        resolver=resolve_search, description="Faceted search with counts per filter, sorting and cursor paging."
+    )
 
 
-schema = strawberry.Schema(query=Query)
+schema = strawberry.Schema(
+    query=Query,
+    extensions=[
+        lambda: QueryDepthLimiter(max_depth=6),
+        lambda: MaxAliasesLimiter(max_alias_count=15),
+        lambda: MaxTokensLimiter(max_token_count=2000),
+    ],
+)

@@ -98,7 +98,9 @@ def make_summary(
     )
 
 
-def make_turtle(station: str, collection: str, title: str = "Chest CT") -> str:
+def make_turtle(
+    station: str, collection: str, title: str = "Chest CT", summary: CollectionSummary | None = None
+) -> str:
     """Return the Turtle a station sends for one collection (made by the station's own code)."""
     from station.catalog import collection_to_turtle
 
@@ -107,7 +109,7 @@ def make_turtle(station: str, collection: str, title: str = "Chest CT") -> str:
         collection=collection,
         title=title,
         description=f"{title} at {station}",
-        summary=make_summary(),
+        summary=summary or make_summary(),
         issued=datetime(2026, 1, 1, tzinfo=UTC),
     )
 
@@ -126,7 +128,7 @@ def make_publication(
         collection=collection,
         title=title,
         description="Low-dose chest CT",
-        turtle=turtle if turtle is not None else make_turtle(station.name, collection, title),
+        turtle=turtle if turtle is not None else make_turtle(station.name, collection, title, summary),
         summary=summary or make_summary(),
         published_at=datetime.now(UTC),
     )

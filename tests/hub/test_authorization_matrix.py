@@ -74,8 +74,8 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/trains"): RESEARCHERS,
     ("GET", "/trains/{train_id}"): frozenset({RESEARCHER}),
     ("GET", "/jobs/{job_id}/result"): frozenset({RESEARCHER}),
-    ("GET", "/graphql"): EVERYONE,  # GraphiQL, a page without data
-    ("POST", "/graphql"): ANY_USER,
+    ("GET", "/graphql"): ANY_USER | {ANONYMOUS},  # guests may search (rounded counts); members see more
+    ("POST", "/graphql"): ANY_USER | {ANONYMOUS},
     ("GET", "/sparql"): EVERYONE,  # the public catalog: disclosure-controlled aggregates only
     ("POST", "/sparql"): EVERYONE,
     ("GET", "/"): EVERYONE,  # the FAIR Data Point: public catalog records

@@ -13,19 +13,20 @@ from hub.api.deps import EngineDep, SessionDep, TokenDep
 from hub.catalog.graphql import CatalogContext, schema
 
 
-def _is_graphiql_page(request: Request) -> bool:
-    return request.method == "GET" and "query" not in request.query_params
-
-
 def _get_context(request: Request, engine: EngineDep, session: SessionDep, credentials: TokenDep) -> CatalogContext:
+    """Anyone may search (guests see rounded counts); a token that is sent must be valid."""
     user = crud.get_user_for_token(session=session, token=credentials.credentials) if credentials else None
-    if user is None and not _is_graphiql_page(request):
+    if credentials is not None and user is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            detail="log in first: send 'Authorization: Bearer <token>' from POST /auth/login",
+            detail="the token is unknown or expired: log in again (or send no token to search as a guest)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return CatalogContext(open_session=partial(Session, engine), username=user.username if user else None)
+    return CatalogContext(
+        open_session=partial(Session, engine),
+        username=user.username if user else None,
+        index=request.app.state.search_index,
+    )
 
 
 router: GraphQLRouter[CatalogContext, None] = GraphQLRouter(

@@ -10,7 +10,7 @@ import contextlib
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -27,6 +27,7 @@ from hub.api.deps import (
     VaultDep,
     WakeupsDep,
 )
+from hub.catalog.index import SearchIndex, records_from_store
 from hub.catalog.records import distribution_triples
 from hub.catalog.store import graph_iri_for_collection
 from hub.catalog.validation import RecordInvalid, validate_record
@@ -102,6 +103,7 @@ def publish_collection(
     station: CurrentStation,
     catalog: CatalogDep,
     settings: SettingsDep,
+    request: Request,
 ) -> CollectionPublic:
     """Publish (or replace) one of the calling station's collections in the catalog."""
     try:
@@ -134,6 +136,9 @@ def publish_collection(
     except ProtocolError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
     row = crud.upsert_collection(session=session, publication=publication, graph_iri=graph_iri)
+    index: SearchIndex = request.app.state.search_index
+    for record in records_from_store(catalog.store, [graph_iri]):
+        index.upsert(record)  # searchable as soon as this answer leaves
     return CollectionPublic.from_collection(row)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
-from hub_factories import EnrolledStation, Headers, HubFactory, make_summary
+from hub_factories import EnrolledStation, Headers, HubFactory, Researcher, make_summary
 
 QUERY = """
 query Collections($modality: String, $bodyPart: String, $minSubjects: Int) {
@@ -71,10 +71,13 @@ def test_graphql_suppressed_counts_are_null(
     assert found["modalities"] == [{"value": "CT", "count": None}]
 
 
-def test_graphql_without_token(client: TestClient) -> None:
-    answer = client.post("/graphql", json={"query": QUERY})
+def test_graphql_collections_need_a_login_but_a_bad_token_is_refused(client: TestClient) -> None:
+    guest = client.post("/graphql", json={"query": QUERY})
+    bad = client.post("/graphql", json={"query": QUERY}, headers={"Authorization": "Bearer nope"})
 
-    assert answer.status_code == 401
+    assert guest.status_code == 200
+    assert "log in first" in guest.json()["errors"][0]["message"]
+    assert bad.status_code == 401
 
 
 def test_graphql_ide_page_opens_without_token(client: TestClient) -> None:
@@ -90,3 +93,61 @@ def test_openapi_docs(client: TestClient) -> None:
 
     assert client.get("/docs").status_code == 200
     assert {"trains-create_train", "stations-read_next_job", "catalog-read_collections"} <= operation_ids
+
+
+SEARCH = """
+query ($filter: CollectionFilter, $after: String) {
+  search(filter: $filter, first: 1, after: $after) {
+    totalCount
+    nodes { id subjects modalities }
+    facets { modality { value count } station { value count } }
+    pageInfo { endCursor hasNextPage }
+  }
+}
+"""
+
+
+def test_search_with_facets_and_paging(
+    client: TestClient, hub: HubFactory, station: EnrolledStation, researcher: Researcher
+) -> None:
+    hub.publish(station, "chest-ct", summary=make_summary(subjects=12, modalities={"CT": 12}))
+    hub.publish(station, "brain-mr", summary=make_summary(subjects=47, modalities={"MR": 47}))
+
+    first = client.post("/graphql", json={"query": SEARCH}, headers=researcher.headers).json()["data"]["search"]
+    after = first["pageInfo"]["endCursor"]
+    second = client.post(
+        "/graphql", json={"query": SEARCH, "variables": {"after": after}}, headers=researcher.headers
+    ).json()["data"]["search"]
+    only_ct = client.post(
+        "/graphql", json={"query": SEARCH, "variables": {"filter": {"modality": ["CT"]}}}, headers=researcher.headers
+    ).json()["data"]["search"]
+
+    assert (
+        first["totalCount"] == 2 and first["nodes"][0]["id"] == "site-a/brain-mr" and first["pageInfo"]["hasNextPage"]
+    )
+    assert second["nodes"][0]["id"] == "site-a/chest-ct" and not second["pageInfo"]["hasNextPage"]
+    assert only_ct["totalCount"] == 1
+    assert {f["value"]: f["count"] for f in only_ct["facets"]["modality"]} == {"CT": 1, "MR": 1}
+
+
+def test_guests_search_with_rounded_counts(client: TestClient, hub: HubFactory, station: EnrolledStation) -> None:
+    hub.publish(station, "brain-mr", summary=make_summary(subjects=47, modalities={"MR": 47}))
+
+    guest = client.post("/graphql", json={"query": SEARCH}).json()["data"]["search"]
+
+    assert guest["nodes"][0]["subjects"] == 40
+
+
+def test_query_depth_and_bad_arguments_are_refused(client: TestClient, researcher: Researcher) -> None:
+    too_many = client.post(
+        "/graphql", json={"query": "{ search(first: 500) { totalCount } }"}, headers=researcher.headers
+    )
+    bad_cursor = client.post(
+        "/graphql", json={"query": '{ search(after: "zzz") { totalCount } }'}, headers=researcher.headers
+    )
+    aliases = "{ " + " ".join(f"a{n}: search {{ totalCount }}" for n in range(20)) + " }"
+    aliased = client.post("/graphql", json={"query": aliases}, headers=researcher.headers)
+
+    assert "between 1 and 100" in too_many.json()["errors"][0]["message"]
+    assert "cursor" in bad_cursor.json()["errors"][0]["message"]
+    assert "aliases" in aliased.json()["errors"][0]["message"].lower()
