@@ -157,6 +157,7 @@ def harvest(
                 collection=collection,
                 secret=secret,
                 on_progress=lambda _path, seen: progress.update(task, completed=seen),
+                workers=settings.harvest_workers,
             )
         summary = summarise_collection(index, collection=collection, k=settings.k_anonymity)
     station_state.write_collection(

@@ -6,6 +6,7 @@ Settings are built when asked for, never at import.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -69,6 +70,9 @@ class StationSettings(BaseSettings):
     kubernetes_data_claim: str = Field(default="trainyard-data", description="PVC holding the collections")
     kubernetes_data_root: Path = Field(
         default=Path("/var/lib/trainyard/data"), description="where the agent sees the data claim"
+    )
+    harvest_workers: int = Field(
+        default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, le=64, description="processes reading headers"
     )
     heartbeat_s: float = Field(default=30.0, gt=0, description="how often a running job's lease is renewed")
     output_max_items: int = Field(

@@ -22,6 +22,7 @@ import os
 import sqlite3
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -58,6 +59,7 @@ _OPTIONAL_KEYWORDS = (
     "Manufacturer",
     "SOPClassUID",
 )
+_PARALLEL_FROM = 256  # fewer files are read here: starting processes costs more
 _AGE_UNITS_PER_YEAR = {"Y": 1.0, "M": 12.0, "W": 52.1775, "D": 365.25}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS patient (
@@ -352,6 +354,7 @@ def index_collection(
     collection: str,
     secret: bytes,
     on_progress: Callable[[Path, int], None] | None = None,
+    workers: int = 1,
 ) -> IndexReport:
     """Index every DICOM file under ``root`` as ``collection``, replacing its previous rows.
 
@@ -367,6 +370,9 @@ def index_collection(
         The station's pseudonymisation secret.
     on_progress
         Called after each file with its path and the number of files seen so far.
+    workers
+        Processes that read headers in parallel (rows are written by this process, in one
+        transaction); 1 reads them here.
 
     Returns
     -------
@@ -375,15 +381,20 @@ def index_collection(
     """
     report = IndexReport(collection=collection)
     paths = list(iter_dicom_paths(root))
-    with index.connection:  # one transaction: a failed harvest leaves the previous rows
-        index._delete_collection_rows(collection)
-        for seen, path in enumerate(paths, start=1):
-            header = read_header(path)
-            if isinstance(header, SkippedFile):
-                report.skipped.append(header)
-            else:
-                index.add_header(collection, header, secret=secret)
-                report.indexed += 1
-            if on_progress is not None:
-                on_progress(path, seen)
+    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(paths) > _PARALLEL_FROM else None
+    try:
+        headers = pool.map(read_header, paths, chunksize=128) if pool is not None else map(read_header, paths)
+        with index.connection:  # one transaction: a failed harvest leaves the previous rows
+            index._delete_collection_rows(collection)
+            for seen, (path, header) in enumerate(zip(paths, headers, strict=True), start=1):
+                if isinstance(header, SkippedFile):
+                    report.skipped.append(header)
+                else:
+                    index.add_header(collection, header, secret=secret)
+                    report.indexed += 1
+                if on_progress is not None:
+                    on_progress(path, seen)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return report

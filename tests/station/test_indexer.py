@@ -200,3 +200,23 @@ class TestIndexCollection:
     def test_count_for_table_unknown_table(self, tmp_path: Path) -> None:
         with DicomIndex(tmp_path / "index.sqlite") as index, pytest.raises(ValueError, match="unknown"):
             index.count_for_table("c", "users; DROP TABLE patient")
+
+
+def test_parallel_harvest_indexes_the_same_rows(tmp_path: Path, synthetic_root: Path) -> None:
+    from station.indexer import DicomIndex, index_collection
+
+    files = [path for path in synthetic_root.rglob("*") if path.is_file()]
+    many = tmp_path / "many"
+    for copy in range(3):  # enough files for the process pool
+        for number, path in enumerate(files):
+            target = many / f"c{copy}" / f"{number}.dcm"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    serial_db, parallel_db = DicomIndex(tmp_path / "serial.sqlite"), DicomIndex(tmp_path / "parallel.sqlite")
+
+    serial = index_collection(many, serial_db, collection="c", secret=b"s")
+    parallel = index_collection(many, parallel_db, collection="c", secret=b"s", workers=2)
+
+    assert (serial.indexed, len(serial.skipped)) == (parallel.indexed, len(parallel.skipped))
+    assert serial_db.subjects_for_collection("c") == parallel_db.subjects_for_collection("c")
+    assert serial.indexed > 256

@@ -147,4 +147,4 @@ def test_only_the_first_bytes_are_read(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(Path, "open", counting_open)
 
     assert scan_header(path) is not None
-    assert read and path.stat().st_size > 500_000 and sum(read) <= 64 * 1024
+    assert read and path.stat().st_size > 500_000 and sum(read) <= 16 * 1024

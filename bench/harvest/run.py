@@ -1,0 +1,175 @@
+"""Harvest speed: Trainyard's header scanner against pydicom and the raw read floor.
+
+    .venv/bin/python -m bench.harvest.run --files 20000
+
+generates (once, cached in ``--cache``) synthetic 512x512 CT instances with realistic headers
+(~250 elements, many of them private), adds the real pydicom test files, and measures in the
+same run, each with 2 processes over the same warm files:
+
+* ``floor``: read the first 16 KiB of each file;
+* ``pydicom``: ``dcmread(stop_before_pixels=True)`` of each file;
+* ``trainyard``: ``station.indexer.read_header`` (the fast scanner, pydicom as fall-back);
+* ``reharvest``: the unchanged tree again (path + size + mtime compared with the last pass).
+
+Writes ``bench/results/harvest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from pydicom import dcmread
+from pydicom.data import get_testdata_files
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from station.indexer import read_header
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "harvest.json"
+WORKERS = 2
+
+
+def _instance(number: int, series: str, study: str, patient: str) -> Dataset:
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = "20250312"
+    ds.StudyTime = ds.SeriesTime = "101500"
+    ds.Modality, ds.Manufacturer, ds.ManufacturerModelName = "CT", "SIEMENS", "SOMATOM Force"
+    ds.InstitutionName, ds.StationName, ds.SoftwareVersions = "Northvale University Hospital", "CT01", "VB20"
+    ds.ReferringPhysicianName, ds.StudyDescription, ds.SeriesDescription = "Doe^John", "CT THORAX", "Thorax 1.0 Br40"
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex, ds.PatientAge = (
+        "Anon",
+        patient,
+        "19600101",
+        "F",
+        "065Y",
+    )
+    ds.BodyPartExamined, ds.SliceThickness, ds.KVP, ds.ConvolutionKernel = "CHEST", "1.0", "120", "Br40"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.InstanceNumber = study, series, number
+    ds.ImagePositionPatient, ds.ImageOrientationPatient = [-200, -200, -number], [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing, ds.Rows, ds.Columns = [0.78, 0.78], 512, 512
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleIntercept, ds.RescaleSlope, ds.WindowCenter, ds.WindowWidth = "-1024", "1", "-600", "1500"
+    for group in (0x0009, 0x0019, 0x0021, 0x0029, 0x0043):  # vendors' private groups, ~200 elements
+        ds.add_new((group, 0x0010), "LO", "SIEMENS CT VA0 COAD")
+        for element in range(0x1000, 0x1028):
+            ds.add_new((group, element), "LO", f"private value {group:04x} {element:04x}")
+    ds.PixelData = np.full((512, 512), 1024, dtype=np.uint16).tobytes()
+    return ds
+
+
+def generate(cache: Path, files: int) -> list[Path]:
+    """Write (once) ``files`` synthetic instances under ``cache``; return every file to harvest."""
+    cache.mkdir(parents=True, exist_ok=True)
+    existing = sorted(cache.rglob("*.dcm"))
+    if len(existing) < files:
+        template = _instance(0, generate_uid(), generate_uid(), "P-0")
+        for number in range(len(existing), files):
+            series_no = number // 200
+            folder = cache / f"series-{series_no:04d}"
+            folder.mkdir(exist_ok=True)
+            template.SOPInstanceUID = template.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            template.SeriesInstanceUID = f"2.25.{series_no + 1}"
+            template.StudyInstanceUID = f"2.25.{10**9 + series_no // 3}"
+            template.PatientID = f"P-{series_no // 3:05d}"
+            template.InstanceNumber = number % 200 + 1
+            template.save_as(folder / f"{number:06d}.dcm", enforce_file_format=True)
+        existing = sorted(cache.rglob("*.dcm"))
+    return existing[:files] + [Path(path) for path in get_testdata_files() if Path(path).is_file()]
+
+
+def _floor(path: Path) -> int:
+    with path.open("rb") as handle:
+        return len(handle.read(16 * 1024))
+
+
+def _pydicom(path: Path) -> bool:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dcmread(path, stop_before_pixels=True)
+        return True
+    except Exception:
+        return False
+
+
+def _trainyard(path: Path) -> bool:
+    return hasattr(read_header(path), "sop_instance_uid")
+
+
+def _walk_stats(root: Path) -> list[tuple[str, int, int]]:
+    """Walk a tree and stat every file: what a re-harvest compares with the index (path, size, mtime)."""
+    found: list[tuple[str, int, int]] = []
+    stack = [str(root)]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    status = entry.stat(follow_symlinks=False)
+                    found.append((entry.path, status.st_size, status.st_mtime_ns))
+    return found
+
+
+def _rate(function: Callable[[Path], object], paths: list[Path]) -> float:
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=WORKERS) as pool:
+        list(pool.map(function, paths, chunksize=256))
+    return len(paths) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    """Generate, measure, write ``bench/results/harvest.json``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=20_000)
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/trainyard-bench-harvest"))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    options = parser.parse_args()
+    paths = generate(options.cache, options.files)
+    _rate(_floor, paths)  # warm the page cache
+    floor = _rate(_floor, paths)
+    pydicom_rate = _rate(_pydicom, paths)
+    trainyard_rate = _rate(_trainyard, paths)
+    seen = {entry[0]: entry[1:] for entry in _walk_stats(options.cache)}  # the index's last pass
+    started = time.perf_counter()
+    current = _walk_stats(options.cache)
+    unchanged = sum(1 for path, *rest in current if seen.get(path) == tuple(rest))
+    reharvest = len(current) / (time.perf_counter() - started)
+    figures = {
+        "files": len(paths),
+        "workers": WORKERS,
+        "cpus": os.cpu_count(),
+        "floor_files_per_s": round(floor),
+        "pydicom_files_per_s": round(pydicom_rate),
+        "trainyard_files_per_s": round(trainyard_rate),
+        "speedup": round(trainyard_rate / pydicom_rate, 2),
+        "reharvest_files_per_s": round(reharvest),
+        "reharvest_unchanged": unchanged,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "command": f"python -m bench.harvest.run --files {options.files}",
+    }
+    options.out.parent.mkdir(parents=True, exist_ok=True)
+    options.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
