@@ -202,10 +202,13 @@ def resolve_search(
     sort: CollectionSort = CollectionSort.SUBJECTS_DESC,
     first: int = 20,
     after: str | None = None,
+    facet_limit: int = 50,
 ) -> SearchConnection:
-    """Faceted search over the catalog's index (guests see rounded counts)."""
+    """Faceted search over the catalog's index (guests see rounded counts); each facet lists its top values."""
     if not 1 <= first <= 100:
         raise ValueError("first must be between 1 and 100")
+    if not 1 <= facet_limit <= 1000:
+        raise ValueError("facetLimit must be between 1 and 1000")
     chosen = filter or CollectionFilter()
     query = SearchQuery(
         modality=tuple(chosen.modality or ()),
@@ -240,7 +243,10 @@ def resolve_search(
         for record in result.records
     ]
     facets = Facets(
-        **{facet: [FacetValue(value=value, count=count) for value, count in result.facets[facet]] for facet in FACETS}
+        **{
+            facet: [FacetValue(value=value, count=count) for value, count in result.facets[facet][:facet_limit]]
+            for facet in FACETS
+        }
     )
     return SearchConnection(
         total_count=result.total,

@@ -1,0 +1,334 @@
+"""Catalog search speed: the columnar index (GraphQL over HTTP) against SPARQL on Oxigraph and rdflib.
+
+    .venv/bin/python -m bench.catalog.run --collections 100000
+
+generates stations x collections with skewed values (Zipf-like modalities, body parts and
+manufacturers, log-normal subject counts, some suppressed), bulk-loads them into the hub's
+embedded Oxigraph store, starts the real hub under uvicorn on loopback (which builds its search
+index from the store), and runs a fixed mix of faceted searches (1-3 filters + first page of 20
+sorted by subjects + 4 facet counts):
+
+* end to end through GraphQL over HTTP, every query of the mix (p50/p99);
+* as SPARQL on the same Oxigraph store, in-process, on the first ``--sparql-queries`` of the mix;
+* as SPARQL on rdflib's in-memory store, on ``--rdflib-collections`` collections and a few queries;
+
+and compares the answers (page ids and facet counts) of the index with SPARQL's. Writes
+``bench/results/catalog.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyoxigraph as ox
+import rdflib
+
+from bench._serve import serve_on_loopback
+from hub import Settings, create_app
+from hub.catalog.index import SearchQuery
+from ontology import CODE_LISTS
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "catalog.json"
+TY = "https://w3id.org/trainyard/ontology#"
+DCM = "http://dicom.nema.org/resources/ontology/DCM/"
+MODALITIES = ["CT", "MR", "CR", "DX", "US", "PT", "MG", "NM", "XA", "RF", "OT", "SM"]
+VENDORS = [
+    "SIEMENS",
+    "GE MEDICAL SYSTEMS",
+    "Philips",
+    "Canon",
+    "FUJIFILM",
+    "Agfa",
+    "Hologic",
+    "Carestream",
+    "Samsung",
+    "United Imaging",
+    "Esaote",
+    "Mindray",
+]
+FACETS = ("modality", "body_part", "manufacturer", "station")
+GQL = """query ($f: CollectionFilter) { search(filter: $f, first: 20) {
+  totalCount nodes { id subjects }
+  facets { modality { value count } body_part: bodyPart { value count }
+           manufacturer { value count } station { value count } } } }"""
+
+
+def _zipf(rng: random.Random, values: list[str], count: int) -> list[str]:
+    weights = [1 / (rank + 1) ** 1.1 for rank in range(len(values))]
+    return sorted(set(rng.choices(values, weights=weights, k=count)))
+
+
+def _body_parts() -> dict[str, str]:
+    graph = rdflib.Graph().parse(CODE_LISTS[1])
+    notation = rdflib.URIRef("http://www.w3.org/2004/02/skos/core#notation")
+    found = {str(value): str(concept) for concept, value in graph.subject_objects(notation)}
+    common = ["CHEST", "HEAD", "ABDOMEN", "PELVIS", "KNEE", "NECK", "BREAST", "HEART", "LIVER", "HAND"]
+    return {name: found[name] for name in common if name in found} | dict(sorted(found.items())[:20])
+
+
+def generate(stations: int, per_station: int, seed: int) -> str:
+    """N-Quads of every collection, one named graph each, as the hub stores them."""
+    rng = random.Random(seed)
+    parts = _body_parts()
+    names = list(parts)
+    lines: list[str] = []
+    integer = "<http://www.w3.org/2001/XMLSchema#integer>"
+    for s in range(stations):
+        station = f"st-{s:04d}"
+        for c in range(per_station):
+            iri = f"<http://hub.bench/dataset/{station}/c{c:03d}>"
+            modalities = _zipf(rng, MODALITIES, rng.randint(1, 3))
+            regions = _zipf(rng, names, rng.randint(1, 2))
+            vendors = _zipf(rng, VENDORS, rng.randint(1, 2))
+            subjects = int(rng.lognormvariate(4.0, 1.2)) + 5
+
+            def quad(predicate: str, value: str, iri: str = iri) -> None:
+                lines.append(f"{iri} {predicate} {value} {iri} .")
+
+            quad("<http://www.w3.org/1999/02/22-rdf-syntax-ns#type>", "<http://www.w3.org/ns/dcat#Dataset>")
+            quad(
+                "<http://purl.org/dc/terms/title>",
+                json.dumps(f"Collection {c} {' '.join(modalities)} {' '.join(regions)}"),
+            )
+            quad("<http://purl.org/dc/terms/description>", json.dumps(f"Imaging at {station}"))
+            quad(f"<{TY}station>", json.dumps(station))
+            if rng.random() > 0.05:  # some counts are suppressed at their station
+                quad(f"<{TY}numberOfSubjects>", f'"{subjects}"^^{integer}')
+            quad(f"<{TY}numberOfSeries>", f'"{subjects * 3}"^^{integer}')
+            for modality in modalities:
+                quad(f"<{TY}modality>", f"<{DCM}{modality}>")
+            for region in regions:
+                quad(f"<{TY}bodyPart>", f"<{parts[region]}>")
+            for vendor in vendors:
+                quad(f"<{TY}manufacturer>", json.dumps(vendor))
+    return "\n".join(lines) + "\n"
+
+
+def query_mix(count: int, seed: int, stations: int) -> list[SearchQuery]:
+    """A fixed mix of 1-3 filters."""
+    rng = random.Random(seed)
+    parts = list(_body_parts())
+    mix = []
+    for _ in range(count):
+        chosen = rng.sample(["modality", "body_part", "manufacturer", "station", "min_subjects"], rng.randint(1, 3))
+        fields: dict[str, Any] = {}
+        if "modality" in chosen:
+            fields["modality"] = tuple(_zipf(rng, MODALITIES, rng.randint(1, 2)))
+        if "body_part" in chosen:
+            fields["body_part"] = (rng.choice(parts[:8]),)
+        if "manufacturer" in chosen:
+            fields["manufacturer"] = (rng.choice(VENDORS[:6]),)
+        if "station" in chosen:
+            fields["station"] = (f"st-{rng.randrange(stations):04d}",)
+        if "min_subjects" in chosen:
+            fields["min_subjects"] = rng.choice([20, 50, 100, 500])
+        mix.append(SearchQuery(**fields))
+    return mix
+
+
+def _gql_filter(query: SearchQuery) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for facet, key in (
+        ("modality", "modality"),
+        ("body_part", "bodyPart"),
+        ("manufacturer", "manufacturer"),
+        ("station", "station"),
+    ):
+        if getattr(query, facet):
+            out[key] = list(getattr(query, facet))
+    if query.min_subjects is not None:
+        out["minSubjects"] = query.min_subjects
+    return out
+
+
+def _sparql_conditions(query: SearchQuery, parts: dict[str, str], skip: str | None = None) -> str:
+    clauses = []
+    if query.min_subjects is not None:
+        clauses.append(f"?d <{TY}numberOfSubjects> ?n . FILTER (?n >= {query.min_subjects})")
+    for facet in FACETS:
+        values = getattr(query, facet)
+        if not values or facet == skip:
+            continue
+        if facet == "modality":
+            terms = ", ".join(f"<{DCM}{value}>" for value in values)
+            clauses.append(f"?d <{TY}modality> ?m_f . FILTER (?m_f IN ({terms}))")
+        elif facet == "body_part":
+            terms = ", ".join(f"<{parts[value]}>" for value in values)
+            clauses.append(f"?d <{TY}bodyPart> ?b_f . FILTER (?b_f IN ({terms}))")
+        elif facet == "manufacturer":
+            terms = ", ".join(json.dumps(value) for value in values)
+            clauses.append(f"?d <{TY}manufacturer> ?v_f . FILTER (?v_f IN ({terms}))")
+        else:
+            terms = ", ".join(json.dumps(value) for value in values)
+            clauses.append(f"?d <{TY}station> ?s_f . FILTER (?s_f IN ({terms}))")
+    return "\n".join(clauses)
+
+
+def sparql_search(
+    store: Any, query: SearchQuery, parts: dict[str, str], *, rdflib_store: bool = False
+) -> dict[str, Any]:
+    """The same faceted search as SPARQL: a page and four facet counts (5 queries)."""
+    notation = {iri: name for name, iri in parts.items()}
+    base = f"?d a <http://www.w3.org/ns/dcat#Dataset> .\n{_sparql_conditions(query, parts)}"
+    page_query = (
+        f"SELECT ?d (SAMPLE(?s) AS ?subjects) WHERE {{ {base} OPTIONAL {{ ?d <{TY}numberOfSubjects> ?s }} }} "
+        "GROUP BY ?d ORDER BY DESC(COALESCE(?subjects, -1)) ?d LIMIT 20"
+    )
+    rows = _run(store, page_query, rdflib_store)
+    ids = ["/".join(str(row[0]).rsplit("/", 2)[-2:]) for row in rows]
+    facets: dict[str, dict[str, int]] = {}
+    predicates = {"modality": "modality", "body_part": "bodyPart", "manufacturer": "manufacturer", "station": "station"}
+    for facet, predicate in predicates.items():
+        conditions = _sparql_conditions(query, parts, skip=facet)
+        where = f"?d a <http://www.w3.org/ns/dcat#Dataset> .\n{conditions}\n?d <{TY}{predicate}> ?value ."
+        counted = _run(
+            store, f"SELECT ?value (COUNT(DISTINCT ?d) AS ?n) WHERE {{ {where} }} GROUP BY ?value", rdflib_store
+        )
+        values: dict[str, int] = {}
+        for value, count in counted:
+            text = str(value)
+            text = text.removeprefix(DCM) if facet == "modality" else notation.get(text, text)
+            values[text] = int(str(count))
+        facets[facet] = values
+    return {"ids": ids, "facets": facets}
+
+
+def _run(store: Any, text: str, rdflib_store: bool) -> list[tuple[Any, Any]]:
+    if rdflib_store:
+        return [(row[0], row[1]) for row in store.query(text)]
+    answer = store.query(text, use_default_graph_as_union=True)
+    names = [variable.value for variable in answer.variables]
+    return [
+        (
+            solution[names[0]].value if solution[names[0]] is not None else None,
+            solution[names[1]].value if solution[names[1]] is not None else None,
+        )
+        for solution in answer
+    ]
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    """Generate, load, measure, compare; write ``bench/results/catalog.json``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--collections", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--sparql-queries", type=int, default=20)
+    parser.add_argument("--rdflib-collections", type=int, default=5_000)
+    parser.add_argument("--rdflib-queries", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    options = parser.parse_args()
+    per_station = 100
+    stations = max(1, options.collections // per_station)
+    parts = _body_parts()
+    mix = query_mix(options.queries, 7, stations)
+    with tempfile.TemporaryDirectory(prefix="trainyard-bench-catalog-") as workdir:
+        settings = Settings(state_dir=Path(workdir) / "hub", base_iri="http://hub.bench")
+        quads = generate(stations, per_station, 1).encode()
+        started = time.perf_counter()
+        settings.catalog_dir.mkdir(parents=True)
+        store = ox.Store(str(settings.catalog_dir))
+        store.bulk_load(quads, format=ox.RdfFormat.N_QUADS)
+        store.flush()
+        load_s = time.perf_counter() - started
+        triples = len(store)
+        del store
+        rss_before_app = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        started = time.perf_counter()
+        app = create_app(settings)
+        with serve_on_loopback(app) as base, httpx.Client(base_url=base, timeout=60) as http:
+            index_build_s = time.perf_counter() - started  # start-up: the index is built from the store
+            latencies, answers = [], []
+            for query in mix:
+                body = {"query": GQL, "variables": {"f": _gql_filter(query)}}
+                began = time.perf_counter()
+                answer = http.post("/graphql", json=body)
+                latencies.append((time.perf_counter() - began) * 1000)
+                data = answer.json()["data"]["search"]
+                answers.append(
+                    {
+                        "ids": [node["id"] for node in data["nodes"]],
+                        "facets": {facet: {v["value"]: v["count"] for v in data["facets"][facet]} for facet in FACETS},
+                    }
+                )
+            index = app.state.search_index
+            first = index.search(mix[0])
+            probe = first.records[0] if first.records else None
+            publish_visible_s = None
+            if probe is not None:
+                began = time.perf_counter()
+                index.upsert(type(probe)(**{**probe.__dict__, "title": "republished collection zzzunique"}))
+                while not index.search(SearchQuery(text="zzzunique")).total:
+                    time.sleep(0.001)
+                publish_visible_s = time.perf_counter() - began
+            oxigraph_ms, equal = [], 0
+            catalog_store = app.state.catalog.store
+            for query, expected in zip(mix[: options.sparql_queries], answers, strict=False):
+                began = time.perf_counter()
+                found = sparql_search(catalog_store, query, parts)
+                oxigraph_ms.append((time.perf_counter() - began) * 1000)
+                equal += found == expected
+        rdflib_ms: list[float] = []
+        rdflib_equal = 0
+        small_stations = max(1, options.rdflib_collections // per_station)
+        graph = rdflib.Dataset(default_union=True)
+        graph.parse(data=generate(small_stations, per_station, 1), format="nquads")
+        from hub.catalog.index import CollectionRecord, SearchIndex  # the same data, in an index, to compare
+
+        small_store = ox.Store()
+        small_store.load(generate(small_stations, per_station, 1).encode(), format=ox.RdfFormat.N_QUADS)
+        from hub.catalog.index import records_from_store
+
+        small_index = SearchIndex(records_from_store(small_store))
+        small_mix = query_mix(options.rdflib_queries, 11, small_stations)
+        for query in small_mix:
+            began = time.perf_counter()
+            found = sparql_search(graph, query, parts, rdflib_store=True)
+            rdflib_ms.append((time.perf_counter() - began) * 1000)
+            result = small_index.search(query)
+            expected = {"ids": [r.id for r in result.records], "facets": {f: dict(result.facets[f]) for f in FACETS}}
+            rdflib_equal += found == expected
+        del CollectionRecord
+    faceted_p50 = statistics.median(latencies)
+    oxigraph_p50 = statistics.median(oxigraph_ms)
+    figures = {
+        "collections": stations * per_station,
+        "triples": triples,
+        "load_s": round(load_s, 1),
+        "index_build_s": round(index_build_s, 1),
+        "faceted_queries": len(latencies),
+        "faceted_p50_ms": round(faceted_p50, 2),
+        "faceted_p99_ms": round(_percentile(latencies, 0.99), 2),
+        "oxigraph_queries": len(oxigraph_ms),
+        "oxigraph_p50_ms": round(oxigraph_p50, 1),
+        "oxigraph_p99_ms": round(_percentile(oxigraph_ms, 0.99), 1),
+        "oxigraph_equal_answers": f"{equal}/{len(oxigraph_ms)}",
+        "rdflib_collections": small_stations * per_station,
+        "rdflib_p50_ms": round(statistics.median(rdflib_ms), 1),
+        "rdflib_equal_answers": f"{rdflib_equal}/{len(rdflib_ms)}",
+        "speedup_vs_oxigraph": round(oxigraph_p50 / faceted_p50, 1),
+        "publish_visible_s": round(publish_visible_s, 3) if publish_visible_s is not None else None,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_before_app_mb": round(rss_before_app, 1),
+        "command": f"python -m bench.catalog.run --collections {options.collections}",
+    }
+    options.out.parent.mkdir(parents=True, exist_ok=True)
+    options.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
