@@ -363,15 +363,12 @@ def audit_verify(
     except TrainyardError as error:
         _fail(error)
     result = verify_audit_chain(entries, head=expected)
-    if result.ok:
-        console.print(
-            f"{export}: audit chain intact ({result.entries} entries, head {result.head.seq}:{result.head.hash})"
-        )
-        return
-    err_console.print(f"[bold red]{export}: audit chain BROKEN[/bold red] ({len(result.problems)} problems)")
-    for problem in result.problems:
-        err_console.print(f"  {problem.kind.value:<10} {problem.message}")
-    raise typer.Exit(code=1)
+    first, *problems = result.report(str(export))
+    (console if result.ok else err_console).print(first, highlight=False, markup=False)
+    for line in problems:
+        err_console.print(line, highlight=False, markup=False)
+    if not result.ok:
+        raise typer.Exit(code=1)
 
 
 def main() -> None:

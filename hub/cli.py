@@ -17,7 +17,7 @@ from hub import crud
 from hub.core.config import Settings
 from hub.core.db import create_db_engine, create_tables
 from hub.models import UserCreate
-from protocol import AuditVerification, Role, audit_to_prov_turtle
+from protocol import AuditVerification, Role, audit_export_text
 
 __all__ = ["app"]
 
@@ -96,12 +96,10 @@ app.add_typer(audit_app)
 
 
 def _print_verification(result: AuditVerification, where: str) -> None:
-    if result.ok:
-        typer.echo(f"{where}: audit chain intact ({result.entries} entries, head {result.head.seq})")
-        return
-    typer.echo(f"{where}: audit chain BROKEN ({len(result.problems)} problems in {result.entries} entries)", err=True)
-    for problem in result.problems:
-        typer.echo(f"  {problem.kind.value:<10} {problem.message}", err=True)
+    first, *problems = result.report(where)
+    typer.echo(first, err=not result.ok)
+    for line in problems:
+        typer.echo(line, err=True)
 
 
 @audit_app.command("verify")
@@ -129,19 +127,17 @@ def export_audit(
     """Export the audit chain as JSON lines or as PROV-O."""
     from hub.audit import audit_entries
 
-    if fmt not in {"jsonl", "prov"}:
-        typer.echo(f"unknown format {fmt!r}: use jsonl or prov", err=True)
-        raise typer.Exit(code=2)
     engine = _open_existing(state)
     try:
         with Session(engine) as session:
             entries = list(audit_entries(session))
     finally:
         engine.dispose()
-    if fmt == "jsonl":
-        text = "".join(entry.to_json_line() + "\n" for entry in entries)
-    else:
-        text = audit_to_prov_turtle(entries)
+    try:
+        text = audit_export_text(entries, fmt)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=2) from None
     if out is None:
         typer.echo(text, nl=False)
     else:

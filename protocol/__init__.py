@@ -11,6 +11,7 @@ from ._audit import AuditProblem as AuditProblem
 from ._audit import AuditProblemKind as AuditProblemKind
 from ._audit import AuditVerification as AuditVerification
 from ._audit import audit_entries_from_jsonl as audit_entries_from_jsonl
+from ._audit import audit_export_text as audit_export_text
 from ._audit import audit_to_prov_turtle as audit_to_prov_turtle
 from ._audit import next_audit_entry as next_audit_entry
 from ._audit import verify_audit_chain as verify_audit_chain
@@ -103,6 +104,7 @@ __all__ = [
     "TrainManifest",
     "TrainyardError",
     "audit_entries_from_jsonl",
+    "audit_export_text",
     "audit_to_prov_turtle",
     "b64decode",
     "b64encode",

@@ -29,6 +29,7 @@ __all__ = [
     "AuditProblemKind",
     "AuditVerification",
     "audit_entries_from_jsonl",
+    "audit_export_text",
     "audit_to_prov_turtle",
     "next_audit_entry",
     "verify_audit_chain",
@@ -108,6 +109,13 @@ class AuditVerification(BaseModel):
     def ok(self) -> bool:
         """True when the chain is intact."""
         return not self.problems
+
+    def report(self, where: str) -> list[str]:
+        """Lines for a person: the verdict on ``where``, then one line per problem."""
+        if self.ok:
+            return [f"{where}: audit chain intact ({self.entries} entries, head {self.head.seq}:{self.head.hash})"]
+        lines = [f"{where}: audit chain BROKEN ({len(self.problems)} problems in {self.entries} entries)"]
+        return lines + [f"  {problem.kind.value:<10} {problem.message}" for problem in self.problems]
 
 
 def _hash_of(fields: dict[str, Any]) -> str:
@@ -254,6 +262,21 @@ def audit_entries_from_jsonl(lines: Iterable[str]) -> Iterator[AuditEntry]:
             first = exc.errors()[0]
             where = ".".join(map(str, first["loc"])) or "line"
             raise ProtocolError(f"audit line {number} is not an audit entry: {where}: {first['msg']}") from exc
+
+
+def audit_export_text(entries: Iterable[AuditEntry], fmt: str) -> str:
+    """Serialise a chain as ``jsonl`` (one entry per line) or ``prov`` (PROV-O Turtle).
+
+    Raises
+    ------
+    ValueError
+        For another format.
+    """
+    if fmt == "jsonl":
+        return "".join(entry.to_json_line() + "\n" for entry in entries)
+    if fmt == "prov":
+        return audit_to_prov_turtle(entries)
+    raise ValueError(f"unknown format {fmt!r}: use jsonl or prov")
 
 
 def _turtle_string(text: str) -> str:

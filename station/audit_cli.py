@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from protocol import ProtocolError, audit_to_prov_turtle
+from protocol import ProtocolError, audit_export_text
 
 from .audit import read_audit, verify_audit_log
 from .state import StationState
@@ -36,13 +36,10 @@ def verify(state: StateOption = Path("./station-state")) -> None:
     except ProtocolError as exc:
         typer.echo(f"{path}: {exc}", err=True)
         raise typer.Exit(code=1) from None
-    if result.ok:
-        typer.echo(f"{path}: audit chain intact ({result.entries} entries, head {result.head.seq})")
-        return
-    typer.echo(f"{path}: audit chain BROKEN ({len(result.problems)} problems in {result.entries} entries)", err=True)
-    for problem in result.problems:
-        typer.echo(f"  {problem.kind.value:<10} {problem.message}", err=True)
-    raise typer.Exit(code=1)
+    for line in result.report(str(path)):
+        typer.echo(line, err=not result.ok)
+    if not result.ok:
+        raise typer.Exit(code=1)
 
 
 @audit_app.command("export")
@@ -52,15 +49,16 @@ def export(
     out: Annotated[Path | None, typer.Option("--out", help="Write here instead of standard output.")] = None,
 ) -> None:
     """Export the audit log as JSON lines or as PROV-O."""
-    if fmt not in {"jsonl", "prov"}:
-        typer.echo(f"unknown format {fmt!r}: use jsonl or prov", err=True)
-        raise typer.Exit(code=2)
     try:
         entries = read_audit(_log_of(state))
     except ProtocolError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=1) from None
-    text = "".join(e.to_json_line() + "\n" for e in entries) if fmt == "jsonl" else audit_to_prov_turtle(entries)
+    try:
+        text = audit_export_text(entries, fmt)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=2) from None
     if out is None:
         typer.echo(text, nl=False)
     else:
