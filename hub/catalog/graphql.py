@@ -7,8 +7,9 @@ from enum import Enum
 
 import anyio
 import strawberry
+from graphql import SelectionSetNode
 from sqlmodel import Session
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info
 
@@ -196,6 +197,36 @@ def _for_guests(value: int | None) -> int | None:
     return None if value is None else value - value % _GUEST_STEP
 
 
+MAX_DEPTH = 6
+MAX_ROOT_FIELDS = 10
+MAX_SELECTIONS = 200
+
+
+def _depth_and_size(selection_set: SelectionSetNode | None, depth: int = 1) -> tuple[int, int]:
+    if selection_set is None:
+        return depth - 1, 0
+    deepest, size = depth, 0
+    for selection in selection_set.selections:
+        size += 1
+        inner = getattr(selection, "selection_set", None)
+        inner_depth, inner_size = _depth_and_size(inner, depth + 1)
+        deepest, size = max(deepest, inner_depth), size + inner_size
+    return deepest, size
+
+
+def _check_limits(info: Info[CatalogContext, None]) -> None:
+    """Refuse queries too deep, too wide or asking for too many searches at once (aliases)."""
+    operation = info.operation
+    roots = len(operation.selection_set.selections)
+    depth, size = _depth_and_size(operation.selection_set)
+    if roots > MAX_ROOT_FIELDS:
+        raise ValueError(f"at most {MAX_ROOT_FIELDS} top-level fields (aliases included) per query, not {roots}")
+    if depth > MAX_DEPTH:
+        raise ValueError(f"the query is {depth} levels deep; the limit is {MAX_DEPTH}")
+    if size > MAX_SELECTIONS:
+        raise ValueError(f"the query selects {size} fields; the limit is {MAX_SELECTIONS}")
+
+
 def resolve_search(
     info: Info[CatalogContext, None],
     filter: CollectionFilter | None = None,
@@ -205,6 +236,7 @@ def resolve_search(
     facet_limit: int = 50,
 ) -> SearchConnection:
     """Faceted search over the catalog's index (guests see rounded counts); each facet lists its top values."""
+    _check_limits(info)
     if not 1 <= first <= 100:
         raise ValueError("first must be between 1 and 100")
     if not 1 <= facet_limit <= 1000:
@@ -221,6 +253,7 @@ def resolve_search(
         sort=sort.value,
         first=first,
         after=after,
+        facet_limit=facet_limit,
     )
     result = info.context.index.search(query)
     member = info.context.username is not None
@@ -243,10 +276,7 @@ def resolve_search(
         for record in result.records
     ]
     facets = Facets(
-        **{
-            facet: [FacetValue(value=value, count=count) for value, count in result.facets[facet][:facet_limit]]
-            for facet in FACETS
-        }
+        **{facet: [FacetValue(value=value, count=count) for value, count in result.facets[facet]] for facet in FACETS}
     )
     return SearchConnection(
         total_count=result.total,
@@ -271,9 +301,8 @@ class Query:
 
 schema = strawberry.Schema(
     query=Query,
-    extensions=[
-        lambda: QueryDepthLimiter(max_depth=6),
-        lambda: MaxAliasesLimiter(max_alias_count=15),
-        lambda: MaxTokensLimiter(max_token_count=2000),
-    ],
+    # The same queries come again and again: parse and validate once. (strawberry's depth, alias and
+    # token limiters add validation rules that defeat the validation cache, so the limits are
+    # checked on the operation instead: see _check_limits.)
+    extensions=[lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)],
 )

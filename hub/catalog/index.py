@@ -67,6 +67,7 @@ class SearchQuery:
     sort: str = "subjects_desc"
     first: int = 20
     after: str | None = None
+    facet_limit: int = 50
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ class _Snapshot:
     values: dict[str, list[str]] = field(default_factory=dict)
     codes: dict[str, np.ndarray] = field(default_factory=dict)
     owners: dict[str, np.ndarray] = field(default_factory=dict)
+    postings: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    lookup: dict[str, dict[str, int]] = field(default_factory=dict)
     text: dict[str, np.ndarray] = field(default_factory=dict)
     order: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -113,6 +116,12 @@ class _Snapshot:
             snapshot.owners[facet] = np.fromiter(
                 (row for row, values in enumerate(lists) for _ in values), dtype=np.int32
             )
+            by_code = np.argsort(snapshot.codes[facet], kind="stable")
+            bounds = np.searchsorted(snapshot.codes[facet][by_code], np.arange(len(vocabulary) + 1))
+            rows = snapshot.owners[facet][by_code]
+            snapshot.postings[facet] = [rows[bounds[code] : bounds[code + 1]] for code in range(len(vocabulary))]
+            fold = (lambda value: value) if facet == "station" else str.upper
+            snapshot.lookup[facet] = {fold(value): code for code, value in enumerate(vocabulary)}
         postings: dict[str, list[int]] = {}
         for row, record in enumerate(records):
             for token in _tokens(f"{record.title} {record.description} {record.id}"):
@@ -132,18 +141,12 @@ class _Snapshot:
     def facet_mask(self, facet: str, wanted: Sequence[str]) -> np.ndarray | None:
         if not wanted:
             return None
-        vocabulary = {
-            value.upper() if facet != "station" else value: code for code, value in enumerate(self.values[facet])
-        }
-        selected = [
-            vocabulary[value.upper() if facet != "station" else value]
-            for value in wanted
-            if (value.upper() if facet != "station" else value) in vocabulary
-        ]
+        fold = (lambda value: value) if facet == "station" else str.upper
         mask = np.zeros(len(self.records), dtype=bool)
-        if selected:
-            hits = np.isin(self.codes[facet], np.array(selected, dtype=np.int32))
-            mask[self.owners[facet][hits]] = True
+        for value in wanted:
+            code = self.lookup[facet].get(fold(value))
+            if code is not None:
+                mask[self.postings[facet][code]] = True
         return mask
 
 
@@ -203,10 +206,10 @@ class SearchIndex:
             counts = np.bincount(
                 snapshot.codes[facet][others[snapshot.owners[facet]]], minlength=len(snapshot.values[facet])
             )
-            facets[facet] = sorted(
-                ((value, int(count)) for value, count in zip(snapshot.values[facet], counts, strict=True) if count),
-                key=lambda item: (-item[1], item[0]),
-            )
+            present = np.flatnonzero(counts)
+            # most frequent first, ties by value (the vocabulary is sorted, so by code); the top values only
+            top = present[np.lexsort((present, -counts[present]))][: query.facet_limit]
+            facets[facet] = [(snapshot.values[facet][code], int(counts[code])) for code in top]
         if query.sort not in _SORTS:
             raise ValueError(f"sort must be one of {', '.join(_SORTS)}")
         order = snapshot.order[query.sort]
