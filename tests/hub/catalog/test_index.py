@@ -120,3 +120,43 @@ def test_records_come_from_the_store() -> None:
     assert record.modality == ("CT",)
     assert record.body_part == ("CHEST", "LEFTTOE")
     assert record.manufacturer == ("SIEMENS",)
+
+
+def test_incremental_republication_equals_a_full_rebuild() -> None:
+    import random
+
+    rng = random.Random(3)
+    modalities, parts = ("CT", "MR", "PT", "US"), ("CHEST", "HEAD", "KNEE")
+    records = [
+        rec(
+            f"c{n}",
+            f"s{n % 4}",
+            rng.choice([None, *range(5, 60)]),
+            tuple(rng.sample(modalities, 2)),
+            (rng.choice(parts),),
+        )
+        for n in range(40)
+    ]
+    index = SearchIndex(records)
+    queries = [
+        SearchQuery(),
+        SearchQuery(modality=("CT",)),
+        SearchQuery(body_part=("HEAD",), sort="title"),
+        SearchQuery(text="collection", sort="modified_desc"),
+        SearchQuery(station=("s1",), min_subjects=10),
+    ]
+
+    for _ in range(25):
+        old = rng.choice(records)
+        new = rec(
+            old.iri.rsplit("/", 1)[-1],
+            old.station,
+            rng.choice([None, *range(5, 60)]),
+            tuple(rng.sample(modalities, rng.randint(1, 3))),
+            (rng.choice(parts),),
+        )
+        records = [new if record.iri == old.iri else record for record in records]
+        index.upsert(new)
+        rebuilt = SearchIndex(records)
+        for query in queries:
+            assert index.search(query) == rebuilt.search(query)
