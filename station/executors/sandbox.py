@@ -272,6 +272,10 @@ class SandboxExecutor:
             "--hostname",
             "train",
             *self._system_args(),
+            # the sandbox's own /tmp first: Python or the project may live under the host's /tmp,
+            # and binds made after it stay visible (bwrap applies its operations in order)
+            "--tmpfs",
+            "/tmp",  # noqa: S108
         ]
         for folder in self._python_dirs():
             args += ["--ro-bind", str(folder), str(folder)]
@@ -292,8 +296,6 @@ class SandboxExecutor:
             "--bind",
             str(spec.out_dir.resolve()),
             "/out",
-            "--tmpfs",
-            "/tmp",  # noqa: S108 - the sandbox's own tmpfs
             "--proc",
             "/proc",
             "--dev",
