@@ -23,7 +23,7 @@ from rich.table import Table
 from protocol import KeyPair, TrainyardError, generate_key_pair, save_key_pair
 
 from ._client import TrainyardClient
-from ._federation import FederationError, LocalFederation, run_cli
+from ._federation import FederationError, LocalFederation
 
 __all__ = ["DEMO_SITES", "DemoResult", "default_train_dir", "run_demo"]
 
@@ -83,46 +83,17 @@ def _prepare_station(
     patients: int,
     steward_key: str,
 ) -> str:
-    state = federation.station_state(site.station)
-    data = federation.state_dir / "data" / site.station
-    log = federation.logs / f"setup-{site.station}.log"
-    run_cli(
-        ["station", "synth", str(data), "--site-index", str(index), "--seed", str(seed), "--patients", str(patients)],
-        log=log,
-    )
-    run_cli(
-        [
-            "station",
-            "enrol",
-            "--state",
-            str(state),
-            "--hub",
-            federation.hub_url,
-            "--name",
-            site.station,
-            "--token",
-            token,
-        ],
-        log=log,
-    )
-    run_cli(
-        [
-            "station",
-            "harvest",
-            str(data),
-            "--state",
-            str(state),
-            "--collection",
-            site.collection,
-            "--title",
-            site.title,
-        ],
-        log=log,
-    )
-    run_cli(["station", "publish", "--state", str(state)], log=log)
     # The operator trusts the station's own steward: only grants this key signs let jobs run.
-    steward = f"steward-{site.station}"
-    run_cli(["station", "stewards", "add", steward, "--key", steward_key, "--state", str(state)], log=log)
+    federation.prepare_station(
+        site.station,
+        token=token,
+        collection=site.collection,
+        title=site.title,
+        site_index=index,
+        seed=seed,
+        patients=patients,
+        steward=(f"steward-{site.station}", steward_key),
+    )
     return site.station
 
 

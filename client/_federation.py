@@ -117,6 +117,53 @@ class LocalFederation:
         args = ["station", "run", "--state", str(self.station_state(name)), "--executor", executor]
         self._spawn(f"station-{name}", [*args, "--allow-unisolated"])
 
+    def prepare_station(
+        self,
+        name: str,
+        *,
+        token: str,
+        collection: str,
+        title: str,
+        site_index: int = 0,
+        seed: int = 1,
+        patients: int = 8,
+        steward: tuple[str, str] | None = None,
+    ) -> Path:
+        """Set a station up with the real CLI: synthetic DICOM, enrol, harvest, publish, trust a steward.
+
+        Parameters
+        ----------
+        name, token
+            The station's name and its one-time enrolment token.
+        collection, title
+            The collection harvested from the synthetic data.
+        site_index, seed, patients
+            What ``station synth`` generates (the site index picks the scanner vendor).
+        steward
+            ``(name, signing public key)`` of the steward whose grants the station accepts.
+
+        Returns
+        -------
+        Path
+            The station's state folder.
+        """
+        state = self.station_state(name)
+        data = self.state_dir / "data" / name
+        log = self.logs / f"setup-{name}.log"
+        synth = ["station", "synth", str(data), "--site-index", str(site_index), "--seed", str(seed)]
+        run_cli([*synth, "--patients", str(patients)], log=log)
+        run_cli(
+            ["station", "enrol", "--state", str(state), "--hub", self.hub_url, "--name", name, "--token", token],
+            log=log,
+        )
+        harvest = ["station", "harvest", str(data), "--state", str(state), "--collection", collection]
+        run_cli([*harvest, "--title", title], log=log)
+        run_cli(["station", "publish", "--state", str(state)], log=log)
+        if steward is not None:
+            steward_name, key = steward
+            run_cli(["station", "stewards", "add", steward_name, "--key", key, "--state", str(state)], log=log)
+        return state
+
     def station_state(self, name: str) -> Path:
         """Where a station keeps its state."""
         return self.state_dir / "stations" / name

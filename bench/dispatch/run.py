@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from client import TrainyardClient
-from client._federation import LocalFederation, run_cli
+from client._federation import LocalFederation
 from protocol import generate_key_pair
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "dispatch.json"
@@ -62,16 +62,13 @@ def measure(runs: int, executor: str, workdir: Path) -> dict[str, object]:
             admin.create_user(username="rosa", password=PASSWORD, role="researcher")
             admin.create_user(username="steward-a", password=PASSWORD, role="steward", station="site-a")
             token = admin.create_enrolment_token("site-a")
-        state, data, log = federation.station_state("site-a"), workdir / "data", workdir / "setup.log"
-        run_cli(["station", "synth", str(data), "--site-index", "0", "--seed", "1", "--patients", "5"], log=log)
-        run_cli(
-            ["station", "enrol", "--state", str(state), "--hub", hub, "--name", "site-a", "--token", token], log=log
-        )
-        run_cli(["station", "harvest", str(data), "--state", str(state), "--collection", "c", "--title", "C"], log=log)
-        run_cli(["station", "publish", "--state", str(state)], log=log)
-        run_cli(
-            ["station", "stewards", "add", "steward-a", "--key", steward_keys.signing_public, "--state", str(state)],
-            log=log,
+        federation.prepare_station(
+            "site-a",
+            token=token,
+            collection="c",
+            title="C",
+            patients=5,
+            steward=("steward-a", steward_keys.signing_public),
         )
         federation.start_station("site-a", executor=executor)
         researcher = TrainyardClient(hub)

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from client import TrainyardClient
-from client._federation import LocalFederation, run_cli
+from client._federation import LocalFederation
 from client.cli import app
 
 pytestmark = pytest.mark.slow
@@ -32,16 +32,7 @@ def test_steward_and_researcher_walk_through(tmp_path: Path) -> None:
             admin.create_user(username="rosa", password=PASSWORD, role="researcher")
             admin.create_user(username="steward-a", password=PASSWORD, role="steward", station="site-a")
             token = admin.create_enrolment_token("site-a")
-        station, data, log = federation.station_state("site-a"), tmp_path / "data", tmp_path / "setup.log"
-        run_cli(["station", "synth", str(data), "--site-index", "0", "--seed", "3", "--patients", "6"], log=log)
-        run_cli(
-            ["station", "enrol", "--state", str(station), "--hub", hub, "--name", "site-a", "--token", token], log=log
-        )
-        run_cli(
-            ["station", "harvest", str(data), "--state", str(station), "--collection", "thorax", "--title", "T"],
-            log=log,
-        )
-        run_cli(["station", "publish", "--state", str(station)], log=log)
+        federation.prepare_station("site-a", token=token, collection="thorax", title="T", seed=3, patients=6)
         rosa, steward = tmp_path / "rosa", tmp_path / "steward"
 
         trainyard(rosa, "login", "--hub", hub, "--user", "rosa")
