@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 
-from protocol import ProtocolError
+from protocol import ProtocolError, utc_now
 
 __all__ = ["CatalogStore", "graph_iri_for_collection"]
 
@@ -26,6 +26,13 @@ def graph_iri_for_collection(base_iri: str, station: str, collection: str) -> st
 
 
 _URN_PREFIX = "urn:trainyard:collection:"
+_RDF_TYPE = ox.NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
+_DCAT_DATASET = ox.NamedNode("http://www.w3.org/ns/dcat#Dataset")
+_PROV_ENTITY = ox.NamedNode("http://www.w3.org/ns/prov#Entity")
+_PROV_REVISION = ox.NamedNode("http://www.w3.org/ns/prov#wasRevisionOf")
+_DCT_MODIFIED = ox.NamedNode("http://purl.org/dc/terms/modified")
+_DCT_IS_VERSION_OF = ox.NamedNode("http://purl.org/dc/terms/isVersionOf")
+_XSD_DATETIME = ox.NamedNode("http://www.w3.org/2001/XMLSchema#dateTime")
 
 
 def _rename(term: object, urn: str, target: str) -> object:
@@ -127,12 +134,51 @@ class CatalogStore:
         triples.extend(extra or [])
         if check is not None:
             check(triples)  # e.g. SHACL validation: raises before anything is stored
-        body = ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b""
         graph = ox.NamedNode(graph_iri)
-        update = f"DROP SILENT GRAPH {graph} ;\nINSERT DATA {{ GRAPH {graph} {{\n{body.decode('utf-8')}\n}} }}"
-        with self._lock:
-            self.store.update(update)
+        with self._lock:  # one SPARQL update: readers see the old graph or the new one, never half
+            previous = self.graph_triples(graph_iri)
+            statements = []
+            if previous:
+                version, archived = self._archive(graph_iri, previous)
+                triples += [
+                    ox.Triple(graph, _PROV_REVISION, version),
+                    ox.Triple(graph, _DCT_MODIFIED, ox.Literal(utc_now().isoformat(), datatype=_XSD_DATETIME)),
+                ]
+                kept = (ox.serialize(archived, format=ox.RdfFormat.N_TRIPLES) or b"").decode("utf-8")
+                statements.append(f"INSERT DATA {{ GRAPH {version} {{\n{kept}\n}} }}")
+            body = (ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b"").decode("utf-8")
+            statements = [f"DROP SILENT GRAPH {graph}", *statements, f"INSERT DATA {{ GRAPH {graph} {{\n{body}\n}} }}"]
+            self.store.update(" ;\n".join(statements))
         return len(triples)
+
+    def _archive(self, graph_iri: str, previous: list[ox.Triple]) -> tuple[ox.NamedNode, list[ox.Triple]]:
+        """The next version's IRI and the previous record re-based on it (an entity, no longer a dataset)."""
+        answer = self.store.query(
+            f"SELECT (COUNT(DISTINCT ?v) AS ?n) WHERE {{ GRAPH ?g {{ ?v {_DCT_IS_VERSION_OF} <{graph_iri}> }} }}"
+        )
+        count = int(next(iter(answer))["n"].value)  # type: ignore[arg-type]
+        version = ox.NamedNode(f"{graph_iri}/version/{count + 1}")
+        archived = [
+            ox.Triple(version, _RDF_TYPE, _PROV_ENTITY),
+            ox.Triple(version, _DCT_IS_VERSION_OF, ox.NamedNode(graph_iri)),
+        ]
+        for triple in previous:
+            subject = triple.subject
+            if not (
+                isinstance(subject, ox.NamedNode)
+                and (subject.value == graph_iri or subject.value.startswith(graph_iri + "#"))
+            ):
+                continue  # what the hub adds about other resources is not part of the record's history
+            if triple.predicate == _RDF_TYPE and triple.object == _DCAT_DATASET:
+                continue
+            archived.append(
+                ox.Triple(
+                    _rename(subject, graph_iri, version.value),  # type: ignore[arg-type]
+                    triple.predicate,
+                    _rename(triple.object, graph_iri, version.value),  # type: ignore[arg-type]
+                )
+            )
+        return version, archived
 
     def graph_triples(self, graph_iri: str) -> list[ox.Triple]:
         """Every triple of a named graph."""

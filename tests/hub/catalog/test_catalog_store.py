@@ -38,7 +38,12 @@ def test_republication_replaces_the_graph() -> None:
         GRAPH, f'<{URN}> <http://purl.org/dc/terms/title> "New" .', station="site-a", collection="chest-ct"
     )
 
-    assert len(store.graph_triples(GRAPH)) == 1
+    kept = {triple.predicate.value for triple in store.graph_triples(GRAPH)}
+    assert kept == {  # the new record, and the links to its history
+        "http://purl.org/dc/terms/title",
+        "http://www.w3.org/ns/prov#wasRevisionOf",
+        "http://purl.org/dc/terms/modified",
+    }
 
 
 @pytest.mark.parametrize(
@@ -56,3 +61,53 @@ def test_a_station_describes_only_its_own_collection(turtle: str, message: str) 
     with pytest.raises(ProtocolError, match=message):
         store.replace_collection(GRAPH, turtle, station="site-a", collection="chest-ct")
     assert store.graph_triples(GRAPH) == []
+
+
+def test_republication_keeps_earlier_versions_queryable() -> None:
+    store = CatalogStore()
+    title = "<http://purl.org/dc/terms/title>"
+    for name in ("First", "Second", "Third"):
+        store.replace_collection(
+            GRAPH,
+            f'<{URN}> a <http://www.w3.org/ns/dcat#Dataset> ; {title} "{name}" .',
+            station="site-a",
+            collection="chest-ct",
+        )
+
+    current = {(t.predicate.value, str(t.object)) for t in store.graph_triples(GRAPH)}
+    first, second = (store.graph_triples(f"{GRAPH}/version/{n}") for n in (1, 2))
+    titles = store.store.query(
+        f"SELECT ?v ?t WHERE {{ ?v <http://purl.org/dc/terms/isVersionOf> <{GRAPH}> ; {title} ?t }} ORDER BY ?v",
+        use_default_graph_as_union=True,
+    )
+
+    assert ("http://purl.org/dc/terms/title", '"Third"') in current
+    assert ("http://www.w3.org/ns/prov#wasRevisionOf", f"<{GRAPH}/version/2>") in current
+    assert any(t.predicate.value == "http://purl.org/dc/terms/modified" for t in store.graph_triples(GRAPH))
+    assert [row["t"].value for row in titles] == ["First", "Second"]
+    assert all(t.object != ox.NamedNode("http://www.w3.org/ns/dcat#Dataset") for t in first + second)
+
+
+def test_versions_stay_out_of_the_search_index() -> None:
+    from datetime import UTC, datetime
+
+    from hub.catalog.index import records_from_store
+    from protocol import CollectionSummary
+    from station.catalog import collection_to_turtle
+
+    store = CatalogStore()
+    summary = CollectionSummary(
+        k=5, subjects=12, studies=12, series=12, instances=12, modalities={}, body_parts={}, manufacturers={}
+    )
+    for name in ("A", "B"):
+        turtle = collection_to_turtle(
+            station="site-a",
+            collection="chest-ct",
+            title=name,
+            description="d",
+            summary=summary,
+            issued=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+        store.replace_collection(GRAPH, turtle, station="site-a", collection="chest-ct")
+
+    assert [record.title for record in records_from_store(store.store)] == ["B"]
