@@ -53,6 +53,7 @@ from .indexer import DicomIndex, pseudonym_for_patient_id
 from .outbox import Outbox, file_name_for_job
 from .output_policy import DisclosureRules, OutputViolation, check_disclosure
 from .outputs import collect_outputs
+from .policy import check_acceptance, read_policy
 from .state import StationIdentity, StationState
 from .stewards import check_job_grants, read_stewards
 from .summary import summarise_collection
@@ -365,6 +366,11 @@ class StationAgent:
                 self._audit("job.refused", job_id=job.job_id, project=manifest.project_id, reason=str(exc))
                 raise _Refusal(f"refused by the station: {exc}") from exc
             self._audit("grant.verified", job_id=job.job_id, grant=grant.grant_id, steward=grant.steward)
+        try:
+            check_acceptance(job, read_policy(self.state.root))
+        except protocol.PolicyError as exc:
+            self._audit("job.refused", job_id=job.job_id, project=manifest.project_id, reason=str(exc))
+            raise _Refusal(f"refused by the station: {exc}") from exc
         record = self.state.read_collection(job.collection)
         if record is None:
             raise _Refusal(f"this station holds no collection {job.collection!r}")

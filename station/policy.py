@@ -1,0 +1,88 @@
+"""The station's train-acceptance policy: allow-lists its operator keeps, checked on every job.
+
+``policy.json`` in the state folder lists the train bundles (content addresses), image digests,
+researcher keys (key ids) and projects this station accepts. An empty list allows any; a
+non-empty one allows only what it names. It is the station's second gate after the steward's
+grant: a steward approves *who may use the data*, the operator approves *which code runs here*.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from protocol import Job, PolicyError, key_id_for_public_key
+
+from .state import write_private_file
+
+__all__ = ["AcceptancePolicy", "check_acceptance", "policy_file", "read_policy", "write_policy"]
+
+
+@dataclass
+class AcceptancePolicy:
+    """Allow-lists; an empty list allows everything of its kind."""
+
+    bundles: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+    researcher_keys: list[str] = field(default_factory=list)
+    projects: list[str] = field(default_factory=list)
+
+    @classmethod
+    def kinds(cls) -> list[str]:
+        """The names of the lists."""
+        return [item.name for item in fields(cls)]
+
+
+def policy_file(state_dir: Path) -> Path:
+    """Where the policy lives."""
+    return state_dir / "policy.json"
+
+
+def read_policy(state_dir: Path) -> AcceptancePolicy:
+    """The station's policy (allow-all when there is no file).
+
+    Raises
+    ------
+    PolicyError
+        When the file is not a policy, naming the file.
+    """
+    path = policy_file(state_dir)
+    if not path.is_file():
+        return AcceptancePolicy()
+    try:
+        document = json.loads(path.read_text("utf-8"))
+        return AcceptancePolicy(
+            **{kind: [str(item) for item in document.get(kind, [])] for kind in AcceptancePolicy.kinds()}
+        )
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise PolicyError(f"{path} is not a train-acceptance policy ({exc}); fix or remove it") from exc
+
+
+def write_policy(state_dir: Path, policy: AcceptancePolicy) -> None:
+    """Store the policy (mode 0600)."""
+    document = {kind: sorted(set(getattr(policy, kind))) for kind in AcceptancePolicy.kinds()}
+    write_private_file(policy_file(state_dir), json.dumps(document, indent=2).encode("utf-8"))
+
+
+def check_acceptance(job: Job, policy: AcceptancePolicy) -> None:
+    """Refuse a job the policy does not allow, saying which list it is missing from.
+
+    Raises
+    ------
+    PolicyError
+        Naming the train bundle, image, researcher key or project that is not allowed.
+    """
+    manifest = job.signed_manifest.manifest
+    key_id = key_id_for_public_key(manifest.signing_public_key)
+    checks = (
+        ("bundles", manifest.bundle_hash, f"the train bundle {manifest.bundle_hash}"),
+        ("researcher_keys", key_id, f"researcher {manifest.researcher!r}'s key {key_id}"),
+        ("projects", manifest.project_id, f"project {manifest.project_id!r}"),
+    )
+    for kind, value, what in checks:
+        allowed = getattr(policy, kind)
+        if allowed and value not in allowed:
+            raise PolicyError(f"{what} is not on this station's allow-list of {kind.replace('_', ' ')}")
+    if policy.images and manifest.image_digest is not None and manifest.image_digest not in policy.images:
+        raise PolicyError(f"the train image {manifest.image_digest} is not on this station's allow-list of images")
