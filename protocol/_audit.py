@@ -180,54 +180,34 @@ def verify_audit_chain(entries: Iterable[AuditEntry], *, head: AuditHead | None 
     seen: set[int] = set()
     for position, entry in enumerate(entries):
         count += 1
+
+        def flag(kind: AuditProblemKind, message: str, *, at: AuditEntry = entry, line: int = position) -> None:
+            problems.append(AuditProblem(kind=kind, position=line, seq=at.seq, message=message))
+
         if entry.computed_hash() != entry.hash:
-            problems.append(
-                AuditProblem(
-                    kind=AuditProblemKind.EDITED,
-                    position=position,
-                    seq=entry.seq,
-                    message=f"entry {entry.seq} was changed after it was written (its hash does not match)",
-                )
+            flag(
+                AuditProblemKind.EDITED, f"entry {entry.seq} was changed after it was written (its hash does not match)"
             )
         expected_seq = previous.seq + 1 if previous is not None else 1
         expected_prev = previous.hash if previous is not None else GENESIS_HASH
         if entry.seq in seen:
-            problems.append(
-                AuditProblem(
-                    kind=AuditProblemKind.INSERTED,
-                    position=position,
-                    seq=entry.seq,
-                    message=f"a second entry {entry.seq} appears at line {position + 1}: an entry was inserted",
-                )
+            flag(
+                AuditProblemKind.INSERTED,
+                f"a second entry {entry.seq} appears at line {position + 1}: an entry was inserted",
             )
         elif entry.seq < expected_seq:
-            problems.append(
-                AuditProblem(
-                    kind=AuditProblemKind.REORDERED,
-                    position=position,
-                    seq=entry.seq,
-                    message=f"entry {entry.seq} comes after entry {expected_seq - 1}: entries were reordered",
-                )
+            flag(
+                AuditProblemKind.REORDERED,
+                f"entry {entry.seq} comes after entry {expected_seq - 1}: entries were reordered",
             )
         elif entry.seq > expected_seq:
             missing = f"{expected_seq}" if entry.seq == expected_seq + 1 else f"{expected_seq} to {entry.seq - 1}"
-            problems.append(
-                AuditProblem(
-                    kind=AuditProblemKind.DELETED,
-                    position=position,
-                    seq=entry.seq,
-                    message=f"entries {missing} are missing before entry {entry.seq}",
-                )
-            )
+            flag(AuditProblemKind.DELETED, f"entries {missing} are missing before entry {entry.seq}")
         elif entry.prev != expected_prev:
-            problems.append(
-                AuditProblem(
-                    kind=AuditProblemKind.EDITED,
-                    position=position,
-                    seq=entry.seq,
-                    message=f"entry {entry.seq} does not follow entry {expected_seq - 1} as written: "
-                    "the entry before it was rewritten, or this one was inserted",
-                )
+            flag(
+                AuditProblemKind.EDITED,
+                f"entry {entry.seq} does not follow entry {expected_seq - 1} as written: "
+                "the entry before it was rewritten, or this one was inserted",
             )
         seen.add(entry.seq)
         previous = entry

@@ -22,6 +22,7 @@ import pyoxigraph as ox
 
 __all__ = [
     "GRAPH_FORMATS",
+    "READ_ONLY",
     "RESULT_FORMATS",
     "SparqlError",
     "SparqlOutcome",
@@ -49,6 +50,9 @@ _UPDATE = re.compile(
     r"(INSERT|DELETE|LOAD|CLEAR|CREATE|DROP|COPY|MOVE|ADD|WITH)\b",
     re.IGNORECASE,
 )
+
+
+READ_ONLY = "this endpoint is read-only: SPARQL updates are refused"
 
 
 class SparqlError(ValueError):
@@ -189,7 +193,7 @@ def run_query(
         When the query runs past its time limit.
     """
     if is_update(query):
-        raise SparqlError("this endpoint is read-only: SPARQL updates are refused")
+        raise SparqlError(READ_ONLY)
     deadline = time.monotonic() + timeout_s
     try:
         answer = store.query(query, use_default_graph_as_union=True)

@@ -15,7 +15,7 @@ import anyio
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from hub.api.deps import CatalogDep, SettingsDep
-from hub.catalog.sparql import GRAPH_FORMATS, RESULT_FORMATS, SparqlError, SparqlTimeout, run_query
+from hub.catalog.sparql import GRAPH_FORMATS, READ_ONLY, RESULT_FORMATS, SparqlError, SparqlTimeout, run_query
 
 router = APIRouter(prefix="/sparql", tags=["sparql"])
 
@@ -37,6 +37,10 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "no query, a syntax error, an update, or too many results"},
     503: {"description": "the query ran past the time limit"},
 }
+
+
+def _refuse_update() -> HTTPException:
+    return HTTPException(status.HTTP_403_FORBIDDEN, detail=READ_ONLY)
 
 
 def _negotiate(accept: str, fmt: str | None) -> tuple[str, str]:
@@ -94,7 +98,7 @@ async def sparql_get(
 ) -> Response:
     """Run a read-only SPARQL query given in the URL."""
     if "update" in request.query_params:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="this endpoint is read-only: SPARQL updates are refused")
+        raise _refuse_update()
     return await _answer(request, query, format, catalog, settings)
 
 
@@ -113,12 +117,10 @@ async def sparql_post(
     elif content_type == "application/x-www-form-urlencoded":
         form = parse_qs(body, keep_blank_values=True)
         if "update" in form:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, detail="this endpoint is read-only: SPARQL updates are refused"
-            )
+            raise _refuse_update()
         query = (form.get("query") or [""])[0]
     elif content_type == "application/sparql-update":
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="this endpoint is read-only: SPARQL updates are refused")
+        raise _refuse_update()
     else:
         raise HTTPException(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
