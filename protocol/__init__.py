@@ -53,11 +53,14 @@ from ._keys import key_id_for_public_key as key_id_for_public_key
 from ._keys import load_key_pair as load_key_pair
 from ._keys import public_key_from_text as public_key_from_text
 from ._keys import save_key_pair as save_key_pair
+from ._schemas import CollectionMetadata as CollectionMetadata
 from ._schemas import CollectionPublication as CollectionPublication
 from ._schemas import CollectionSummary as CollectionSummary
+from ._schemas import DiseaseCode as DiseaseCode
 from ._schemas import Job as Job
 from ._schemas import JobFailure as JobFailure
 from ._schemas import JobStatus as JobStatus
+from ._schemas import NumericRange as NumericRange
 from ._schemas import OutputSpec as OutputSpec
 from ._schemas import ResultEnvelope as ResultEnvelope
 from ._schemas import ResultPayload as ResultPayload
@@ -78,15 +81,18 @@ __all__ = [
     "AuditProblem",
     "AuditProblemKind",
     "AuditVerification",
+    "CollectionMetadata",
     "CollectionPublication",
     "CollectionSummary",
     "ContentHashError",
     "DecryptionError",
+    "DiseaseCode",
     "Grant",
     "Job",
     "JobFailure",
     "JobStatus",
     "KeyPair",
+    "NumericRange",
     "OutputSpec",
     "PolicyError",
     "ProtocolError",

@@ -17,11 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from protocol._grants import SignedGrant
 
 __all__ = [
+    "CollectionMetadata",
     "CollectionPublication",
     "CollectionSummary",
+    "DiseaseCode",
     "Job",
     "JobFailure",
     "JobStatus",
+    "NumericRange",
     "OutputSpec",
     "ResultEnvelope",
     "ResultPayload",
@@ -91,8 +94,28 @@ class StationEnrolled(_Message):
     api_token: str
 
 
+class NumericRange(_Message):
+    """A disclosure-safe range of one acquisition parameter: percentiles over at least k subjects.
+
+    Never a single patient's minimum or maximum: ``low`` and ``high`` are the 5th and 95th
+    percentiles of the per-subject values, published only when ``subjects >= k``.
+    """
+
+    low: float
+    median: float
+    high: float
+    unit: str = Field(default="", max_length=20)
+    subjects: int = Field(ge=0)
+
+
 class CollectionSummary(_Message):
-    """Aggregate counts a station publishes; ``None`` means suppressed (between 1 and k-1)."""
+    """Aggregate counts a station publishes; ``None`` means suppressed (between 1 and k-1).
+
+    Breakdowns (``modalities`` … ``age_bands``) count **subjects** per value. ``quality``
+    counts series per quality flag, ``coverage`` is the percentage of series carrying each
+    header field, ``ranges`` hold acquisition-parameter percentiles (slice thickness, kVp,
+    field strength).
+    """
 
     k: int = Field(ge=2, le=20)
     subjects: int | None = Field(ge=0)
@@ -102,6 +125,38 @@ class CollectionSummary(_Message):
     modalities: dict[str, int | None]
     body_parts: dict[str, int | None]
     manufacturers: dict[str, int | None]
+    sexes: dict[str, int | None] = Field(default_factory=dict)
+    age_bands: dict[str, int | None] = Field(default_factory=dict)
+    min_typical_age: int | None = Field(default=None, ge=0, le=150)
+    max_typical_age: int | None = Field(default=None, ge=0, le=150)
+    quality: dict[str, int | None] = Field(default_factory=dict)
+    coverage: dict[str, float] = Field(default_factory=dict)
+    ranges: dict[str, NumericRange] = Field(default_factory=dict)
+
+
+class DiseaseCode(_Message):
+    """A condition the collection is about, as a code of a coding system."""
+
+    system: Annotated[str, StringConstraints(pattern=r"^(ICD-10|SNOMED-CT)$")]
+    code: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9.\-]+$")
+    label: str = Field(default="", max_length=200)
+
+
+class CollectionMetadata(_Message):
+    """What people say about a collection (``collection.toml``): never computed from images."""
+
+    keywords: tuple[str, ...] = Field(default=(), max_length=50)
+    disease_codes: tuple[DiseaseCode, ...] = Field(default=(), max_length=50)
+    data_use: tuple[Annotated[str, StringConstraints(pattern=r"^DUO:[0-9]{7}$")], ...] = Field(
+        default=(), max_length=20, description="GA4GH DUO codes: the data-use conditions"
+    )
+    license: str | None = Field(default=None, max_length=300)
+    contact_name: str | None = Field(default=None, max_length=200)
+    contact_email: str | None = Field(default=None, max_length=200)
+    health_categories: tuple[str, ...] = Field(default=(), max_length=20)
+    annotations: tuple[str, ...] = Field(
+        default=(), max_length=20, description="annotation types present, e.g. segmentation, bounding-box, label"
+    )
 
 
 class CollectionPublication(_Message):
@@ -113,6 +168,7 @@ class CollectionPublication(_Message):
     description: str = Field(default="", max_length=5000)
     turtle: str = Field(min_length=1, max_length=2_000_000)
     summary: CollectionSummary
+    metadata: CollectionMetadata = Field(default_factory=CollectionMetadata)
     published_at: datetime
     signature: str = ""
 
