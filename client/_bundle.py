@@ -7,11 +7,13 @@ import io
 import re
 import tarfile
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from protocol import OutputSpec, ProtocolError, TrainKind
+
+from ._trains import ParameterSpec, parse_parameters, parse_resources, validate_parameters
 
 __all__ = ["TrainConfig", "build_bundle", "read_train_config"]
 
@@ -30,6 +32,13 @@ class TrainConfig:
     entrypoint: str
     outputs: tuple[OutputSpec, ...]
     parameters: dict[str, Any]
+    parameter_specs: dict[str, ParameterSpec] = field(default_factory=dict)
+    resources: dict[str, float] = field(default_factory=dict)
+    description: str = ""
+
+    def parameters_with(self, given: dict[str, Any] | None) -> dict[str, Any]:
+        """The defaults updated with ``given``, each checked against its declared spec."""
+        return validate_parameters(self.parameter_specs, given, where=f"train {self.name!r}")
 
 
 def read_train_config(train_dir: Path) -> TrainConfig:
@@ -51,6 +60,8 @@ def read_train_config(train_dir: Path) -> TrainConfig:
     try:
         name = str(train["name"])
         entrypoint = str(train["entrypoint"])
+        if not isinstance(train["outputs"], list) or not train["outputs"]:
+            raise ProtocolError(f"{path}: outputs must be a non-empty list of {{ name, type }} tables")
         outputs = tuple(OutputSpec.model_validate(item) for item in train["outputs"])
         kind = TrainKind(train.get("kind", TrainKind.ANALYSIS))
     except KeyError as exc:
@@ -61,9 +72,9 @@ def read_train_config(train_dir: Path) -> TrainConfig:
         raise ProtocolError(f"{path}: name {name!r} must be lower-case letters, digits, '.', '_' or '-'")
     if not (train_dir / entrypoint).is_file():
         raise ProtocolError(f"{path}: the entrypoint {entrypoint!r} does not exist in the train folder")
-    parameters = {
-        key: spec.get("default") if isinstance(spec, dict) else spec for key, spec in data.get("parameters", {}).items()
-    }
+    specs = parse_parameters(data.get("parameters", {}), path=path)
+    resources = parse_resources(data.get("resources", {}), path=path)
+    parameters = {name: spec.default for name, spec in specs.items() if spec.default is not None}
     return TrainConfig(
         name=name,
         version=str(train.get("version", "0.1.0")),
@@ -71,6 +82,9 @@ def read_train_config(train_dir: Path) -> TrainConfig:
         entrypoint=entrypoint,
         outputs=outputs,
         parameters=parameters,
+        parameter_specs=specs,
+        resources=resources,
+        description=str(train.get("description", "")),
     )
 
 

@@ -255,10 +255,22 @@ class TrainyardClient:
         project_id: str,
         collections: list[str],
         parameters: dict[str, Any] | None = None,
+        image_archive: bytes | None = None,
+        image_digest: str | None = None,
     ) -> dict[str, Any]:
-        """Bundle a train folder, upload it, sign its manifest and submit it."""
+        """Bundle a train folder, upload it, sign its manifest and submit it.
+
+        ``parameters`` are checked against the train's declared schema here, before anything
+        is uploaded. With ``image_archive`` (a ``docker save`` tar) and ``image_digest`` (the
+        image id), the archive is uploaded as an artifact and the manifest names the image.
+        """
         config = read_train_config(train_dir)
+        values = config.parameters_with(parameters)
         bundle_hash = self.upload_artifact(build_bundle(train_dir))
+        if image_archive is not None:
+            if image_digest is None:
+                raise ProtocolError("an image archive needs the image's digest (its id, sha256:...)")
+            self.upload_artifact(image_archive)
         manifest = TrainManifest(
             name=config.name,
             version=config.version,
@@ -266,7 +278,10 @@ class TrainyardClient:
             entrypoint=config.entrypoint,
             bundle_hash=bundle_hash,
             outputs=config.outputs,
-            parameters={**config.parameters, **(parameters or {})},
+            parameters=values,
+            image_digest=image_digest,
+            image_archive=None if image_archive is None else content_address(image_archive),
+            resources=config.resources,
             project_id=project_id,
             collections=tuple(collections),
             researcher=researcher,
@@ -285,6 +300,11 @@ class TrainyardClient:
     def read_train(self, train_id: str) -> dict[str, Any]:
         """A train with the status of each of its jobs."""
         result: dict[str, Any] = self._json("GET", f"/trains/{train_id}")
+        return result
+
+    def cancel_train(self, train_id: str) -> dict[str, Any]:
+        """Cancel a train's unfinished jobs; return the train with its jobs."""
+        result: dict[str, Any] = self._json("POST", f"/trains/{train_id}/cancel")
         return result
 
     def read_job_result(self, job_id: str) -> ResultEnvelope:

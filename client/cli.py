@@ -17,14 +17,17 @@ from protocol import (
     TrainyardError,
     audit_entries_from_jsonl,
     b64decode,
+    content_address,
     load_key_pair,
     verify_audit_chain,
 )
 from station.cli import app as station_app
 
+from ._bundle import build_bundle, read_train_config
 from ._client import TrainyardClient
 from ._demo import explain_failure, print_results, run_demo
 from ._keyring import Keyring
+from ._trains import DEFAULT_BASE_IMAGE, build_image, image_id_of_archive, write_template
 
 __all__ = ["app", "main"]
 
@@ -194,16 +197,124 @@ def train_submit(
     project: Annotated[str, typer.Option(help="The project id.")],
     collection: Annotated[list[str], typer.Option(help="A collection id 'station/collection'; repeat for more.")],
     keys_dir: Annotated[Path | None, typer.Option("--keys", help="Your key folder.")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="NAME=VALUE (VALUE as JSON, else text); repeat for more.")
+    ] = None,
+    image_archive: Annotated[
+        Path | None,
+        typer.Option("--image-archive", exists=True, dir_okay=False, help="The image tar 'train build' wrote."),
+    ] = None,
 ) -> None:
     """Bundle, sign and submit a train to the collections your project may use."""
     try:
-        keys = load_key_pair(keys_dir or _config_dir() / "keys", passphrase=_passphrase())
+        parameters = _parse_params(param or [])
+        archive = image_archive.read_bytes() if image_archive is not None else None
         train = _client().submit_train(
-            train_dir, keys=keys, researcher=_profile()["user"], project_id=project, collections=collection
+            train_dir,
+            keys=load_key_pair(keys_dir or _config_dir() / "keys", passphrase=_passphrase()),
+            researcher=_profile()["user"],
+            project_id=project,
+            collections=collection,
+            parameters=parameters,
+            image_archive=archive,
+            image_digest=image_id_of_archive(archive) if archive is not None else None,
         )
     except TrainyardError as error:
         _fail(error)
     console.print(f"Train {train['id']} submitted: {len(train['jobs'])} jobs.")
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    parameters: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--param")
+        try:
+            parameters[name] = json.loads(text)
+        except ValueError:
+            parameters[name] = text
+    return parameters
+
+
+@train_app.command("init")
+def train_init(
+    name: Annotated[str, typer.Argument(help="The train's name (lower-case letters, digits, '.', '_', '-').")],
+    kind: Annotated[str, typer.Option(help="analysis or federated.")] = "analysis",
+    directory: Annotated[Path | None, typer.Option("--dir", help="Where to create it (default ./NAME).")] = None,
+) -> None:
+    """Create a train folder from a template: train.toml and main.py."""
+    try:
+        written = write_template(directory or Path(name), name=name, kind=kind)
+    except TrainyardError as error:
+        _fail(error)
+    for path in written:
+        console.print(f"wrote {path}")
+    console.print("Edit main.py, then: trainyard train build " + str(written[0].parent))
+
+
+@train_app.command("build")
+def train_build(
+    train_dir: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="The train folder (with train.toml).")
+    ] = Path("."),
+    out: Annotated[Path, typer.Option(help="Where to write the bundle (and image archive).")] = Path("dist"),
+    image: Annotated[
+        bool, typer.Option(help="Also build an OCI image FROM the train base image (needs Docker).")
+    ] = False,
+    base_image: Annotated[str, typer.Option(help="The train base image.")] = DEFAULT_BASE_IMAGE,
+) -> None:
+    """Check train.toml, pack the content-addressed source bundle and (with --image) the image; print digests."""
+    try:
+        config = read_train_config(train_dir)
+        bundle = build_bundle(train_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        address = content_address(bundle)
+        bundle_path = out / f"{config.name}-{config.version}.tar.gz"
+        bundle_path.write_bytes(bundle)
+        console.print(f"bundle {address} → {bundle_path}")
+        if image:
+            image_id, archive = build_image(train_dir, bundle, base_image=base_image)
+            archive_path = out / f"{config.name}-{config.version}.image.tar"
+            archive_path.write_bytes(archive)
+            console.print(f"image {image_id} (archive {content_address(archive)}) → {archive_path}")
+    except TrainyardError as error:
+        _fail(error)
+
+
+@train_app.command("logs")
+def train_logs(
+    train_id: Annotated[str, typer.Argument(help="The train id.")],
+    keys_dir: Annotated[
+        Path | None, typer.Option("--keys", help="Your key folder (to read finished jobs' logs).")
+    ] = None,
+) -> None:
+    """Show the filtered log tail each station sent: in a failure's reason, or sealed inside a result."""
+    try:
+        client = _client()
+        keys = Keyring(keys_dir or _config_dir() / "keys", passphrase=_passphrase()).all_pairs()
+        for job in client.read_train(train_id)["jobs"]:
+            console.rule(f"{job['station']}/{job['collection']}: {job['status']}")
+            if job["status"] == "succeeded":
+                payload = client.fetch_result(job["id"], keys=keys).payload
+                console.print(payload.log_tail or "(no output)", markup=False, highlight=False)
+            elif job.get("failure"):
+                failure = job["failure"]
+                code = f" (exit code {failure['exit_code']})" if failure.get("exit_code") is not None else ""
+                console.print(f"{failure['reason']}{code}", markup=False, highlight=False)
+    except TrainyardError as error:
+        _fail(error)
+
+
+@train_app.command("cancel")
+def train_cancel(train_id: Annotated[str, typer.Argument(help="The train id.")]) -> None:
+    """Cancel the train's jobs that have not finished."""
+    try:
+        train = _client().cancel_train(train_id)
+    except TrainyardError as error:
+        _fail(error)
+    cancelled = [job for job in train["jobs"] if job["status"] == "cancelled"]
+    console.print(f"Train {train_id}: {len(cancelled)} of {len(train['jobs'])} jobs cancelled.")
 
 
 @train_app.command("status")

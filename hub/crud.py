@@ -550,3 +550,20 @@ def record_result(*, session: Session, job: Job, envelope: ResultEnvelope, addre
     session.refresh(result)
     session.refresh(job)
     return result
+
+
+def cancel_train(*, session: Session, train_id: str, reason: str = "cancelled by the researcher") -> list[str]:
+    """Cancel the train's queued and running jobs; return their ids (finished jobs stay as they are).
+
+    A running job's station learns it at its next heartbeat (409) and its upload is refused.
+    """
+    now = utc_now()
+    open_jobs = (col(Job.train_id) == train_id, col(Job.status).in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+    ids = list(session.exec(select(Job.id).where(*open_jobs)).all())
+    session.exec(
+        update(Job)
+        .where(*open_jobs)
+        .values(status=JobStatus.CANCELLED, failure={"reason": reason}, updated_at=now, lease_expires_at=None)
+    )
+    session.commit()
+    return ids

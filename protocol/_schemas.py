@@ -41,6 +41,7 @@ __all__ = [
 ContentAddress = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
 PublicKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{43}$")]
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
+RESOURCE_KEYS = ("cpu", "memory_mb", "gpu", "time_s")
 _OUTPUT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -205,6 +206,23 @@ class TrainManifest(_Message):
     encryption_public_key: PublicKey
     created_at: datetime
     nonce: str = Field(min_length=16, max_length=64)
+    image_archive: ContentAddress | None = Field(
+        default=None, description="content address of the image's 'docker save' archive on the hub"
+    )
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="what the train asks for: cpu (cores), memory_mb, gpu (devices), time_s; stations cap each",
+    )
+
+    @field_validator("resources")
+    @classmethod
+    def _known_resources(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(RESOURCE_KEYS))
+        if unknown:
+            raise ValueError(f"unknown resources {unknown}; known: {list(RESOURCE_KEYS)}")
+        if any(amount < 0 for amount in value.values()):
+            raise ValueError("resources are never negative")
+        return value
 
     @field_validator("entrypoint")
     @classmethod
@@ -262,6 +280,10 @@ class ResultPayload(_Message):
     executor: str
     started_at: datetime
     finished_at: datetime
+    log_tail: str = Field(default="", max_length=4000, description="the train's last log lines, filtered")
+    provenance: dict[str, Any] | None = Field(
+        default=None, description="a PROV-O record (JSON-LD) of the run: train, parameters, station, collection, times"
+    )
 
 
 class ResultEnvelope(_Message):

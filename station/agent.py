@@ -16,6 +16,7 @@ failed job is still answered: with a signed envelope carrying a reason the stati
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -48,12 +49,12 @@ from .audit import append_audit
 from .bundle import unpack_bundle
 from .catalog import build_publication
 from .config import StationSettings
-from .executors import Executor, ExecutorError, RunSpec, executor_for
+from .executors import Executor, ExecutorError, RunResult, RunSpec, executor_for
 from .indexer import DicomIndex, pseudonym_for_patient_id
 from .outbox import Outbox, file_name_for_job
-from .output_policy import DisclosureRules, OutputViolation, check_disclosure
+from .output_policy import DisclosureRules, OutputViolation, check_disclosure, filter_log_tail
 from .outputs import collect_outputs
-from .policy import check_acceptance, read_policy
+from .policy import check_acceptance, check_resources, read_policy
 from .state import StationIdentity, StationState
 from .stewards import check_job_grants, read_stewards
 from .summary import summarise_collection
@@ -74,10 +75,11 @@ class HubError(TrainyardError):
 class _Refusal(Exception):
     """A job the station will not (or could not) complete; ``reason`` is the station's words."""
 
-    def __init__(self, reason: str, *, exit_code: int | None = None) -> None:
+    def __init__(self, reason: str, *, exit_code: int | None = None, rule: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.exit_code = exit_code
+        self.rule = rule
 
 
 def _detail(response: httpx.Response) -> str:
@@ -228,6 +230,39 @@ def publish_collections(settings: StationSettings, *, client: httpx.Client | Non
     return published
 
 
+def provenance_record(
+    job: Job, *, station: str, run: RunResult, started: Any, finished: Any, outputs: list[str]
+) -> dict[str, Any]:
+    """A PROV-O record (JSON-LD) of one run: the train (by digest) used the collection at the station."""
+    manifest = job.signed_manifest.manifest
+    activity = f"urn:trainyard:job:{job.job_id}"
+    return {
+        "@context": {"prov": "http://www.w3.org/ns/prov#", "ty": "urn:trainyard:vocab:"},
+        "@id": activity,
+        "@type": "prov:Activity",
+        "prov:startedAtTime": started.isoformat(),
+        "prov:endedAtTime": finished.isoformat(),
+        "prov:used": [
+            {
+                "@id": f"urn:trainyard:train:{manifest.bundle_hash}",
+                "@type": "prov:Plan",
+                "ty:name": manifest.name,
+                "ty:version": manifest.version,
+                "ty:bundle": manifest.bundle_hash,
+                "ty:image": manifest.image_digest,
+            },
+            {"@id": f"urn:trainyard:collection:{station}/{job.collection}", "@type": "prov:Collection"},
+        ],
+        "prov:wasAssociatedWith": {"@id": f"urn:trainyard:station:{station}", "@type": "prov:SoftwareAgent"},
+        "prov:generated": [{"@id": f"{activity}/{name}", "@type": "prov:Entity"} for name in outputs],
+        "ty:train": job.train_id,
+        "ty:parameters": manifest.parameters,
+        "ty:executor": run.executor,
+        "ty:devices": list(run.devices),
+        "ty:durationSeconds": round(run.duration_s, 3),
+    }
+
+
 class StationAgent:
     """Receives, verifies, runs and answers jobs (see the module docstring).
 
@@ -306,22 +341,29 @@ class StationAgent:
         """Verify and run one job; return its signed envelope (succeeded or failed)."""
         started = protocol.utc_now()
         try:
-            files, executor_name = self._run_verified(job, work)
+            files, run = self._run_verified(job, work)
         except _Refusal as refusal:
             logger.warning("job %s failed: %s", job.job_id, refusal.reason)
-            self._audit("job.failed", job_id=job.job_id, reason=refusal.reason, exit_code=refusal.exit_code)
+            self._audit(
+                "job.failed", job_id=job.job_id, reason=refusal.reason, exit_code=refusal.exit_code, rule=refusal.rule
+            )
             return self._envelope(
-                job, JobStatus.FAILED, failure=JobFailure(reason=refusal.reason, exit_code=refusal.exit_code)
+                job, JobStatus.FAILED, failure=JobFailure(reason=refusal.reason[:2000], exit_code=refusal.exit_code)
             )
         manifest = job.signed_manifest.manifest
+        finished = protocol.utc_now()
         payload = ResultPayload(
             job_id=job.job_id,
             station=self.identity.name,
             collection=job.collection,
             files=files,
-            executor=executor_name,
+            executor=run.executor,
             started_at=started,
-            finished_at=protocol.utc_now(),
+            finished_at=finished,
+            log_tail=run.log_tail,
+            provenance=provenance_record(
+                job, station=self.identity.name, run=run, started=started, finished=finished, outputs=sorted(files)
+            ),
         )
         sealed = protocol.seal(
             payload.model_dump_json().encode("utf-8"), manifest.encryption_public_key, associated_data=job.job_id
@@ -370,7 +412,18 @@ class StationAgent:
             check_acceptance(job, read_policy(self.state.root))
         except protocol.PolicyError as exc:
             self._audit("job.refused", job_id=job.job_id, project=manifest.project_id, reason=str(exc))
-            raise _Refusal(f"refused by the station: {exc}") from exc
+            raise _Refusal(f"refused by the station: {exc}", rule="acceptance") from exc
+        try:
+            check_resources(
+                job,
+                cpus=self.settings.cpus,
+                memory_mb=self.settings.memory_mb,
+                timeout_s=self.settings.timeout_s,
+                gpus=self._station_gpus(manifest.resources.get("gpu", 0)),
+            )
+        except protocol.PolicyError as exc:
+            self._audit("job.refused", job_id=job.job_id, project=manifest.project_id, reason=str(exc))
+            raise _Refusal(f"refused by the station: {exc}", rule="resources") from exc
         record = self.state.read_collection(job.collection)
         if record is None:
             raise _Refusal(f"this station holds no collection {job.collection!r}")
@@ -381,23 +434,60 @@ class StationAgent:
         return data_dir
 
     def _download_bundle(self, address: str) -> bytes:
-        limit = self.settings.max_bundle_mb * _MB
+        return self._download_artifact(address, what="train bundle", limit=self.settings.max_bundle_mb * _MB)
+
+    def _download_artifact(self, address: str, *, what: str, limit: int) -> bytes:
+        """Download an artifact and check its sha256 against the signed address before anything uses it."""
         chunks: list[bytes] = []
         size = 0
         with self.client.stream("GET", f"/artifacts/{address}") as response:
             if response.status_code != 200:
-                raise _Refusal(f"the hub does not deliver the train bundle {address}: {_detail(response)}")
+                raise _Refusal(f"the hub does not deliver the {what} {address}: {_detail(response)}")
             for chunk in response.iter_bytes():
                 size += len(chunk)
                 if size > limit:
-                    raise _Refusal(f"the train bundle is larger than the station's limit of {limit} bytes")
+                    raise _Refusal(f"the {what} is larger than the station's limit of {limit} bytes")
                 chunks.append(chunk)
         data = b"".join(chunks)
         try:
             protocol.verify_content_address(data, address)
         except protocol.ContentHashError as exc:
-            raise _Refusal(f"the train bundle does not match the signed manifest: {exc}") from exc
+            raise _Refusal(f"the {what} does not match the signed manifest: {exc}", rule="content-address") from exc
         return data
+
+    def _station_gpus(self, asked: float) -> int:
+        """How many GPUs one job may have here: only a Docker executor set up with GPUs gives any."""
+        if not asked:
+            return 0
+        try:
+            return 1 if bool(getattr(self.executor(), "gpus", False)) else 0
+        except ExecutorError:
+            return 0
+
+    def _ensure_image(self, manifest: protocol.TrainManifest) -> str | None:
+        """The image to run: the manifest's (downloaded, verified and loaded once), else the station's."""
+        if manifest.image_digest is None:
+            return self.settings.train_image
+        executor = self.executor()
+        engine = getattr(executor, "_engine", None)
+        if engine is None:
+            return None  # not a Docker executor: the source bundle runs in the sandbox
+        from .executors.docker import ensure_image
+
+        def fetch() -> bytes:
+            if manifest.image_archive is None:
+                raise _Refusal(f"the train image {manifest.image_digest} is not here and the manifest names no archive")
+            return self._download_artifact(
+                manifest.image_archive, what="train image archive", limit=self.settings.max_bundle_mb * 4 * _MB
+            )
+
+        try:
+            image = ensure_image(engine(), manifest.image_digest, fetch)
+        except ExecutorError as exc:
+            self._audit("image.refused", image=manifest.image_digest, reason=str(exc))
+            raise _Refusal(f"the train image is refused: {exc}", rule="image") from exc
+        self._audit("image.ready", image=image)
+        return image
 
     def executor(self) -> Executor:
         """The executor, chosen at first use."""
@@ -405,7 +495,7 @@ class StationAgent:
             self._executor = executor_for(self.settings)
         return self._executor
 
-    def _run_verified(self, job: Job, work: Path) -> tuple[dict[str, str], str]:
+    def _run_verified(self, job: Job, work: Path) -> tuple[dict[str, str], RunResult]:
         data_dir = self._verify(job)
         manifest = job.signed_manifest.manifest
         bundle = self._download_bundle(manifest.bundle_hash)
@@ -428,6 +518,11 @@ class StationAgent:
             "outputs": [spec.model_dump(mode="json") for spec in manifest.outputs],
         }
         job_file.write_bytes(protocol.canonical_json(job_document))
+        asked = manifest.resources
+        try:
+            image = self._ensure_image(manifest)
+        except ExecutorError as exc:
+            raise _Refusal(f"the station cannot run trains: {exc}") from exc
         spec = RunSpec(
             job_id=job.job_id,
             train_dir=train_dir,
@@ -435,11 +530,12 @@ class StationAgent:
             data_dir=data_dir,
             out_dir=out_dir,
             job_file=job_file,
-            timeout_s=self.settings.timeout_s,
-            memory_mb=self.settings.memory_mb,
-            cpus=self.settings.cpus,
+            timeout_s=min(self.settings.timeout_s, asked.get("time_s", self.settings.timeout_s)),
+            memory_mb=int(min(self.settings.memory_mb, asked.get("memory_mb", self.settings.memory_mb))),
+            cpus=min(self.settings.cpus, asked.get("cpu", self.settings.cpus)),
             pids=self.settings.pids,
-            image=self.settings.train_image,
+            image=image or self.settings.train_image,
+            gpus=int(asked.get("gpu", 0)),
         )
         try:
             executor = self.executor()
@@ -455,16 +551,22 @@ class StationAgent:
             timed_out=result.timed_out,
             duration_s=round(result.duration_s, 3),
         )
+        tail = filter_log_tail(result.log_tail, self._disclosure_rules(job.collection).is_patient)
+        result = dataclasses.replace(result, log_tail=tail)
+        said = f"; last lines (filtered):\n{tail}" if tail else ""
         if result.timed_out:
-            raise _Refusal(f"the train ran longer than the station's limit of {spec.timeout_s:g} s and was stopped")
+            raise _Refusal(
+                f"the train ran longer than the station's limit of {spec.timeout_s:g} s and was stopped{said}",
+                rule="time limit",
+            )
         if result.exit_code != 0:
-            raise _Refusal(f"the train exited with code {result.exit_code}", exit_code=result.exit_code)
+            raise _Refusal(f"the train exited with code {result.exit_code}{said}", exit_code=result.exit_code)
         try:
             files = collect_outputs(out_dir, manifest.outputs, max_bytes=self.settings.max_output_mb * _MB)
         except protocol.PolicyError as exc:
-            raise _Refusal(str(exc)) from exc
+            raise _Refusal(str(exc), rule="outputs") from exc
         self._check_disclosure(job, files)
-        return files, result.executor
+        return files, result
 
     def _disclosure_rules(self, collection: str) -> DisclosureRules:
         secret = self.state.load_or_create_pseudonym_key()
@@ -494,7 +596,7 @@ class StationAgent:
                 encoding="utf-8",
             )
             self._audit("result.withheld", job_id=job.job_id, output=exc.output, rule=exc.rule)
-            raise _Refusal(f"the result is withheld for the steward's review: {exc}") from exc
+            raise _Refusal(f"the result is withheld for the steward's review: {exc}", rule=exc.rule) from exc
 
     @contextlib.contextmanager
     def _heartbeats(self, job_id: str) -> Iterator[None]:

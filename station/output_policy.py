@@ -29,7 +29,7 @@ from typing import Any
 
 from protocol import PolicyError
 
-__all__ = ["DisclosureRules", "OutputViolation", "check_disclosure"]
+__all__ = ["DisclosureRules", "OutputViolation", "check_disclosure", "filter_log_tail"]
 
 _UID = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){4,}(?![\d.])")
 _TOKEN = re.compile(r"[A-Za-z0-9^._-]{3,64}")
@@ -164,3 +164,34 @@ def check_disclosure(files: Iterable[tuple[str, str, bytes]], rules: DisclosureR
             _check_text(name, data.decode("utf-8"), rules)
         elif kind == "safetensors":
             _check_safetensors(name, data, rules)
+
+
+_IDENTIFYING = re.compile(
+    r"\b(Patient(?:ID|Name|BirthDate|Address|TelephoneNumbers)|AccessionNumber|OtherPatientIDs|"
+    r"InstitutionName|ReferringPhysicianName|StudyID)\b\s*[=:]\s*\S+(?:[ \t]+[^\s=:,;]+)?",
+)
+
+
+def filter_log_tail(text: str, is_patient: Callable[[str], bool], *, max_lines: int = 20, max_chars: int = 1500) -> str:
+    """The last lines of a train's output, safe to send: patient ids and DICOM UIDs redacted.
+
+    Every word that is a patient id of the collection becomes ``[patient-id]``, every dotted
+    UID ``[uid]``, the value after an identifying keyword (``PatientName=...``) ``[redacted]``;
+    control characters are dropped and the tail is cut to ``max_lines`` lines
+    and ``max_chars`` characters.
+
+    Examples
+    --------
+    >>> filter_log_tail("seen P001 in 1.2.840.10008.1.2.3", lambda word: word == "P001")
+    'seen [patient-id] in [uid]'
+    """
+    lines = text.replace("\r", "\n").splitlines()[-max_lines:]
+    cleaned = []
+    for line in lines:
+        line = "".join(char for char in line if char.isprintable() or char == "\t")
+        line = _IDENTIFYING.sub(lambda match: f"{match.group(1)}=[redacted]", line)
+        line = _UID.sub("[uid]", line)
+        line = _TOKEN.sub(lambda match: "[patient-id]" if is_patient(match.group(0)) else match.group(0), line)
+        cleaned.append(line)
+    tail = "\n".join(cleaned).strip()
+    return tail[-max_chars:]

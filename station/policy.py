@@ -16,7 +16,7 @@ from protocol import Job, PolicyError, key_id_for_public_key
 
 from .state import write_private_file
 
-__all__ = ["AcceptancePolicy", "check_acceptance", "policy_file", "read_policy", "write_policy"]
+__all__ = ["AcceptancePolicy", "check_acceptance", "check_resources", "policy_file", "read_policy", "write_policy"]
 
 
 @dataclass
@@ -86,3 +86,25 @@ def check_acceptance(job: Job, policy: AcceptancePolicy) -> None:
             raise PolicyError(f"{what} is not on this station's allow-list of {kind.replace('_', ' ')}")
     if policy.images and manifest.image_digest is not None and manifest.image_digest not in policy.images:
         raise PolicyError(f"the train image {manifest.image_digest} is not on this station's allow-list of images")
+
+
+def check_resources(job: Job, *, cpus: float, memory_mb: float, timeout_s: float, gpus: int) -> None:
+    """Refuse a job whose ``train.toml`` asks more than this station gives one job.
+
+    Raises
+    ------
+    PolicyError
+        Naming the resource, what the train asks and what the station allows.
+    """
+    asked = job.signed_manifest.manifest.resources
+    caps = (
+        ("cpu", cpus, "CPUs"),
+        ("memory_mb", memory_mb, "MB of memory"),
+        ("time_s", timeout_s, "seconds of run time"),
+        ("gpu", float(gpus), "GPUs"),
+    )
+    for key, cap, unit in caps:
+        if key in asked and asked[key] > cap:
+            raise PolicyError(
+                f"resource cap: the train asks {asked[key]:g} {unit}; this station allows at most {cap:g}"
+            )

@@ -42,6 +42,7 @@ class RunSpec:
     pids: int = 256
     image: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    gpus: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +54,7 @@ class RunResult:
     log_tail: str
     duration_s: float
     executor: str
+    devices: tuple[str, ...] = ()
 
     @property
     def succeeded(self) -> bool:

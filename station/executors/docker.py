@@ -212,8 +212,10 @@ class DockerExecutor:
             "labels": {JOB_LABEL: spec.job_id},
             "detach": True,
         }
-        if self.gpus:
-            options["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        if spec.gpus > 0:
+            if not self.gpus:
+                raise ExecutorError(f"the train asks {spec.gpus} GPU(s); this station's Docker executor gives none")
+            options["device_requests"] = [DeviceRequest(count=spec.gpus, capabilities=[["gpu"]])]
         return options
 
     def run_train(self, spec: RunSpec) -> RunResult:
@@ -281,8 +283,17 @@ class DockerExecutor:
             tail += f"\n[trainyard] killed after the time limit of {spec.timeout_s:g} s\n"
         elif state.get("OOMKilled"):
             tail += f"\n[trainyard] killed: out of memory (limit {spec.memory_mb} MB)\n"
+        requests = (container.attrs.get("HostConfig") or {}).get("DeviceRequests") or []
+        devices = tuple(
+            f"gpu:{','.join(item.get('DeviceIDs') or []) or 'count=' + str(item.get('Count'))}" for item in requests
+        )
         return RunResult(
-            exit_code=exit_code, timed_out=timed_out, log_tail=tail, duration_s=duration, executor=self.name
+            exit_code=exit_code,
+            timed_out=timed_out,
+            log_tail=tail,
+            duration_s=duration,
+            executor=self.name,
+            devices=devices,
         )
 
     @staticmethod
@@ -299,3 +310,33 @@ class DockerExecutor:
                 return None
             time.sleep(min(pause, remaining))
             pause = min(pause * 1.5, 0.5)
+
+
+def ensure_image(client: DockerClient, digest: str, fetch: Callable[[], bytes]) -> str:
+    """Make the image ``digest`` (an image id, ``sha256:...``) present; return it.
+
+    The engine is the cache: an image already there is not fetched again. Otherwise
+    ``fetch`` returns the ``docker save`` archive (its content address already verified by
+    the caller); after ``docker load`` the loaded image's id must equal ``digest``, else the
+    image is removed and :class:`ExecutorError` names both ids.
+    """
+    try:
+        client.images.get(digest)
+        return digest
+    except ImageNotFound:
+        pass
+    except DockerException as exc:
+        raise ExecutorError(f"cannot ask the Docker engine for the image {digest}: {exc}") from exc
+    archive = fetch()
+    try:
+        loaded = client.images.load(archive)
+    except DockerException as exc:
+        raise ExecutorError(f"docker load refused the train image archive: {exc}") from exc
+    ids = sorted({image.id for image in loaded})
+    if ids != [digest]:
+        for image_id in ids:
+            if image_id != digest:
+                with contextlib.suppress(DockerException):
+                    client.images.remove(image_id, force=True)
+        raise ExecutorError(f"the image archive holds {ids or 'no image'}, not the signed image {digest}")
+    return digest

@@ -73,6 +73,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/trains"): RESEARCHERS,
     ("POST", "/trains"): RESEARCHERS,
     ("GET", "/trains/{train_id}"): frozenset({RESEARCHER}),
+    ("POST", "/trains/{train_id}/cancel"): frozenset({RESEARCHER}),
     ("GET", "/jobs/{job_id}/result"): frozenset({RESEARCHER}),
     ("GET", "/graphql"): ANY_USER | {ANONYMOUS},  # guests may search (rounded counts); members see more
     ("POST", "/graphql"): ANY_USER | {ANONYMOUS},

@@ -28,7 +28,12 @@ from protocol import (
     verify_publication,
 )
 
-_FOR_NONE = {"failure": JobFailure(reason="injected"), "image_digest": "sha256:" + "0" * 64}
+_FOR_NONE = {
+    "failure": JobFailure(reason="injected"),
+    "image_digest": "sha256:" + "0" * 64,
+    "image_archive": "sha256:" + "1" * 64,
+    "provenance": {"injected": True},
+}
 
 
 def _tampered(value: Any, field: str = "") -> Any:

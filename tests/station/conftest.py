@@ -132,6 +132,7 @@ def make_job(
     entrypoint: str = "main.py",
     collections: tuple[str, ...] | None = None,
     grants: tuple[SignedGrant, ...] | None = None,
+    resources: dict[str, float] | None = None,
 ) -> Job:
     manifest = TrainManifest(
         name="count-files",
@@ -146,6 +147,7 @@ def make_job(
         encryption_public_key=researcher.encryption_public,
         created_at=datetime(2026, 1, 1, tzinfo=UTC),
         nonce="n" * 16,
+        resources=resources or {},
     )
     return Job(
         job_id=job_id,

@@ -44,6 +44,14 @@ def create_train(
             status.HTTP_400_BAD_REQUEST,
             detail=f"the train bundle {manifest.bundle_hash} is not uploaded: PUT /artifacts/{manifest.bundle_hash}",
         )
+    if manifest.image_archive is not None and not artifacts.has(manifest.image_archive):
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail=f"the train image archive {manifest.image_archive} is not uploaded: "
+            f"PUT /artifacts/{manifest.image_archive}",
+        )
+    if manifest.image_archive is not None and manifest.image_digest is None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="an image archive needs the image's digest")
     collections: list[Collection] = []
     for collection_id in dict.fromkeys(manifest.collections):
         collection = crud.get_collection(session=session, collection_id=collection_id)
@@ -91,4 +99,19 @@ def read_trains(session: SessionDep, user: ResearcherUser) -> TrainsPublic:
 @router.get("/{train_id}")
 def read_train(train: OwnedTrain, session: SessionDep) -> TrainPublic:
     """Read one of the caller's trains with its jobs."""
+    return TrainPublic.from_rows(train, crud.jobs_for_train(session=session, train_id=train.id))
+
+
+@router.post("/{train_id}/cancel")
+def cancel_train(train: OwnedTrain, session: SessionDep, user: ResearcherUser, engine: EngineDep) -> TrainPublic:
+    """Cancel the train's jobs that have not finished; stations stop hearing about them."""
+    cancelled = crud.cancel_train(session=session, train_id=train.id)
+    audit.record_event(
+        engine,
+        actor=user.username,
+        role=user.role.value,
+        action="train.cancelled",
+        subject=train.id,
+        details={"jobs": ",".join(cancelled)},
+    )
     return TrainPublic.from_rows(train, crud.jobs_for_train(session=session, train_id=train.id))

@@ -304,9 +304,13 @@ def test_missing_data_folder_refused(tmp_path: Path) -> None:
         DockerExecutor().container_options(spec, DEFAULT_IMAGE)
 
 
-def test_gpus_request_all_devices(tmp_path: Path, data_dir: Path) -> None:
+def test_gpus_only_when_the_manifest_asks_and_the_station_allows(tmp_path: Path, data_dir: Path) -> None:
     train = write_train(tmp_path, "print('never')\n")
     spec = make_spec(tmp_path, data_dir=data_dir, train_dir=train, outputs=["a.json"])
-    options = DockerExecutor(gpus=True).container_options(spec, DEFAULT_IMAGE)
+    asking = RunSpec(**{**spec.__dict__, "gpus": 1})
+    options = DockerExecutor(gpus=True).container_options(asking, DEFAULT_IMAGE)
     assert options["device_requests"][0]["Capabilities"] == [["gpu"]]
-    assert "device_requests" not in DockerExecutor().container_options(spec, DEFAULT_IMAGE)
+    assert options["device_requests"][0]["Count"] == 1
+    assert "device_requests" not in DockerExecutor(gpus=True).container_options(spec, DEFAULT_IMAGE)
+    with pytest.raises(ExecutorError, match="gives none"):
+        DockerExecutor().container_options(asking, DEFAULT_IMAGE)

@@ -1,0 +1,114 @@
+"""Train format at the station: resource caps, limits from train.toml, filtered logs, PROV-O."""
+
+from collections.abc import Callable
+from typing import Any
+
+import protocol
+from protocol import Job, JobStatus, KeyPair, ResultPayload
+from station.agent import StationAgent
+from station.audit import read_audit
+from station.config import StationSettings
+from station.executors import RunResult, RunSpec
+from station.output_policy import filter_log_tail
+from station.state import StationState
+
+
+def _agent(settings: StationSettings, hub: Any, executor: Any) -> StationAgent:
+    return StationAgent(settings, client=hub.client(), executor=executor, retry_delays=(0.0,), sleep=lambda _s: None)
+
+
+def test_job_asking_more_than_the_station_allows_is_refused(
+    settings: StationSettings,
+    state: StationState,
+    hub: Any,
+    researcher: KeyPair,
+    train_bundle: bytes,
+    job_for: Callable[..., Job],
+    fake_executor: Any,
+) -> None:
+    hub.add_bundle(train_bundle)
+    executor = fake_executor()
+    _agent(settings, hub, executor).process_job(job_for(researcher, train_bundle, resources={"cpu": 64.0}))
+
+    failure = hub.results["job-1"].failure
+    assert failure is not None
+    assert "asks 64 CPUs" in failure.reason
+    assert "resource cap" in failure.reason
+    assert executor.specs == []
+    assert any(entry.action == "job.refused" for entry in read_audit(state.audit_file))
+
+
+def test_gpu_refused_without_a_gpu_executor(
+    settings: StationSettings,
+    state: StationState,
+    hub: Any,
+    researcher: KeyPair,
+    train_bundle: bytes,
+    job_for: Callable[..., Job],
+    fake_executor: Any,
+) -> None:
+    hub.add_bundle(train_bundle)
+    _agent(settings, hub, fake_executor()).process_job(job_for(researcher, train_bundle, resources={"gpu": 1.0}))
+
+    failure = hub.results["job-1"].failure
+    assert failure is not None
+    assert "GPUs" in failure.reason
+
+
+def test_limits_follow_train_toml_and_provenance_is_sealed(
+    settings: StationSettings,
+    state: StationState,
+    hub: Any,
+    researcher: KeyPair,
+    train_bundle: bytes,
+    job_for: Callable[..., Job],
+    fake_executor: Any,
+) -> None:
+    hub.add_bundle(train_bundle)
+    executor = fake_executor()
+    job = job_for(researcher, train_bundle, resources={"time_s": 30.0, "memory_mb": 256.0, "cpu": 0.5})
+    _agent(settings, hub, executor).process_job(job)
+
+    spec = executor.specs[0]
+    assert (spec.timeout_s, spec.memory_mb, spec.cpus, spec.gpus) == (30.0, 256, 0.5, 0)
+    envelope = hub.results["job-1"]
+    assert envelope.status == JobStatus.SUCCEEDED
+    assert envelope.sealed is not None
+    payload = ResultPayload.model_validate_json(protocol.open_sealed(envelope.sealed, researcher.encryption))
+    prov = payload.provenance
+    assert prov is not None
+    assert prov["@type"] == "prov:Activity"
+    assert prov["prov:used"][0]["ty:bundle"] == job.signed_manifest.manifest.bundle_hash
+    assert prov["ty:parameters"] == {"k": 5}
+    assert prov["ty:executor"] == "fake"
+    assert prov["prov:wasAssociatedWith"]["@id"] == "urn:trainyard:station:site-a"
+
+
+def test_failed_job_says_exit_code_and_filtered_log_tail(
+    settings: StationSettings,
+    state: StationState,
+    hub: Any,
+    researcher: KeyPair,
+    train_bundle: bytes,
+    job_for: Callable[..., Job],
+    fake_executor: Any,
+) -> None:
+    def crash(spec: RunSpec) -> RunResult:
+        tail = "reading series 1.2.840.113619.2.55.3.1234\nValueError: bad pixel data\n"
+        return RunResult(exit_code=3, timed_out=False, log_tail=tail, duration_s=0.1, executor="fake")
+
+    hub.add_bundle(train_bundle)
+    _agent(settings, hub, fake_executor(crash)).process_job(job_for(researcher, train_bundle))
+
+    failure = hub.results["job-1"].failure
+    assert failure is not None
+    assert failure.exit_code == 3
+    assert "exited with code 3" in failure.reason
+    assert "ValueError: bad pixel data" in failure.reason
+    assert "1.2.840" not in failure.reason
+    assert "[uid]" in failure.reason
+
+
+def test_log_filter_redacts_patient_ids() -> None:
+    tail = filter_log_tail("patient PAT-0042 done\n" * 50, lambda word: word == "PAT-0042", max_lines=3)
+    assert tail.splitlines() == ["patient [patient-id] done"] * 3
