@@ -1,0 +1,70 @@
+"""Image transport: the engine caches by digest; a loaded image must be the signed one."""
+
+from typing import Any
+
+import pytest
+from docker.errors import ImageNotFound
+
+from station.executors import ExecutorError
+from station.executors.docker import ensure_image
+
+SIGNED = "sha256:" + "a" * 64
+OTHER = "sha256:" + "b" * 64
+
+
+class _Image:
+    def __init__(self, image_id: str) -> None:
+        self.id = image_id
+
+
+class _Images:
+    def __init__(self, present: set[str], loads: str) -> None:
+        self.present = present
+        self.loads = loads
+        self.removed: list[str] = []
+
+    def get(self, name: str) -> _Image:
+        if name not in self.present:
+            raise ImageNotFound(name)
+        return _Image(name)
+
+    def load(self, archive: bytes) -> list[_Image]:
+        self.present.add(self.loads)
+        return [_Image(self.loads)]
+
+    def remove(self, name: str, force: bool = False) -> None:
+        self.removed.append(name)
+
+
+class _Client:
+    def __init__(self, present: set[str], loads: str) -> None:
+        self.images = _Images(present, loads)
+
+
+def _fetcher(calls: list[int]) -> Any:
+    def fetch() -> bytes:
+        calls.append(1)
+        return b"archive"
+
+    return fetch
+
+
+def test_cached_image_is_not_fetched() -> None:
+    calls: list[int] = []
+    assert ensure_image(_Client({SIGNED}, SIGNED), SIGNED, _fetcher(calls)) == SIGNED  # type: ignore[arg-type]
+    assert calls == []
+
+
+def test_archive_is_loaded_once_and_checked() -> None:
+    calls: list[int] = []
+    client = _Client(set(), SIGNED)
+    assert ensure_image(client, SIGNED, _fetcher(calls)) == SIGNED  # type: ignore[arg-type]
+    assert ensure_image(client, SIGNED, _fetcher(calls)) == SIGNED  # type: ignore[arg-type]
+    assert calls == [1]
+
+
+def test_tampered_image_is_refused_and_removed() -> None:
+    client = _Client(set(), OTHER)
+    with pytest.raises(ExecutorError, match="not the signed image"):
+        ensure_image(client, SIGNED, _fetcher([]))  # type: ignore[arg-type]
+    assert client.images.removed == [OTHER]
