@@ -51,20 +51,20 @@ def _fetcher(calls: list[int]) -> Any:
 
 def test_cached_image_is_not_fetched() -> None:
     calls: list[int] = []
-    assert ensure_image(_Client({SIGNED}, SIGNED), SIGNED, _fetcher(calls)) == SIGNED  # type: ignore[arg-type]
+    assert ensure_image(_Client({SIGNED}, SIGNED), SIGNED, _fetcher(calls)) == SIGNED
     assert calls == []
 
 
 def test_archive_is_loaded_once_and_checked() -> None:
     calls: list[int] = []
     client = _Client(set(), SIGNED)
-    assert ensure_image(client, SIGNED, _fetcher(calls)) == SIGNED  # type: ignore[arg-type]
-    assert ensure_image(client, SIGNED, _fetcher(calls)) == SIGNED  # type: ignore[arg-type]
+    assert ensure_image(client, SIGNED, _fetcher(calls)) == SIGNED
+    assert ensure_image(client, SIGNED, _fetcher(calls)) == SIGNED
     assert calls == [1]
 
 
 def test_tampered_image_is_refused_and_removed() -> None:
     client = _Client(set(), OTHER)
     with pytest.raises(ExecutorError, match="not the signed image"):
-        ensure_image(client, SIGNED, _fetcher([]))  # type: ignore[arg-type]
+        ensure_image(client, SIGNED, _fetcher([]))
     assert client.images.removed == [OTHER]
