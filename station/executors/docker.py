@@ -329,13 +329,14 @@ def ensure_image(client: DockerClient, digest: str, fetch: Callable[[], bytes]) 
         raise ExecutorError(f"cannot ask the Docker engine for the image {digest}: {exc}") from exc
     archive = fetch()
     try:
+        before = {image.id for image in client.images.list(all=True)}
         loaded = client.images.load(archive)
     except DockerException as exc:
         raise ExecutorError(f"docker load refused the train image archive: {exc}") from exc
     ids = sorted({image.id for image in loaded})
     if ids != [digest]:
         for image_id in ids:
-            if image_id != digest:
+            if image_id != digest and image_id not in before:  # never remove what was here already
                 with contextlib.suppress(DockerException):
                     client.images.remove(image_id, force=True)
         raise ExecutorError(f"the image archive holds {ids or 'no image'}, not the signed image {digest}")

@@ -1,5 +1,6 @@
 """Image transport: the engine caches by digest; a loaded image must be the signed one."""
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -28,12 +29,15 @@ class _Images:
             raise ImageNotFound(name)
         return _Image(name)
 
-    def load(self, archive: bytes) -> list[_Image]:
+    def load(self, archive: bytes) -> Sequence[_Image]:
         self.present.add(self.loads)
         return [_Image(self.loads)]
 
     def remove(self, name: str, force: bool = False) -> None:
         self.removed.append(name)
+
+    def list(self, all: bool = False) -> Sequence[_Image]:
+        return [_Image(name) for name in self.present]
 
 
 class _Client:
@@ -68,3 +72,10 @@ def test_tampered_image_is_refused_and_removed() -> None:
     with pytest.raises(ExecutorError, match="not the signed image"):
         ensure_image(client, SIGNED, _fetcher([]))
     assert client.images.removed == [OTHER]
+
+
+def test_refusal_never_removes_an_image_that_was_there() -> None:
+    client = _Client({OTHER}, OTHER)
+    with pytest.raises(ExecutorError, match="not the signed image"):
+        ensure_image(client, SIGNED, _fetcher([]))
+    assert client.images.removed == []
