@@ -17,13 +17,19 @@ from rdflib import RDF, XSD, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import DCAT, DCTERMS
 
 import protocol
-from protocol import CollectionPublication, CollectionSummary, KeyPair
+from protocol import CollectionMetadata, CollectionPublication, CollectionSummary, KeyPair
 
 __all__ = ["TY", "build_publication", "collection_iri", "collection_to_turtle"]
 
 TY = Namespace("https://w3id.org/trainyard/ontology#")
 HEALTH = Namespace("http://healthdataportal.eu/ns/health#")  # = ontology.HEALTHDCATAP (unratified namespace)
 DCM = "http://dicom.nema.org/resources/ontology/DCM/"
+ODRL = Namespace("http://www.w3.org/ns/odrl/2/")
+VCARD = Namespace("http://www.w3.org/2006/vcard/ns#")
+OBO = "http://purl.obolibrary.org/obo/"
+HEAL = URIRef("http://publications.europa.eu/resource/authority/data-theme/HEAL")
+CODING_SYSTEMS = {"ICD-10": "http://id.who.int/icd/release/10/", "SNOMED-CT": "http://snomed.info/id/"}
+_SLUG = re.compile(r"[^A-Za-z0-9]+")
 _CS_VALUE = re.compile(r"^[A-Z0-9_]{1,16}$")
 
 
@@ -55,6 +61,7 @@ def collection_to_turtle(
     description: str,
     summary: CollectionSummary,
     issued: datetime,
+    metadata: CollectionMetadata | None = None,
 ) -> str:
     """Describe a collection as a ``dcat:Dataset`` in Turtle.
 
@@ -68,6 +75,9 @@ def collection_to_turtle(
         Its disclosure-controlled counts; suppressed values are left out.
     issued
         When the description was made (``dct:issued``).
+    metadata
+        What people say about it (keywords, disease codes, DUO data-use conditions, licence,
+        contact, annotation types); see ``docs/catalog-model.md``.
 
     Returns
     -------
@@ -113,7 +123,109 @@ def collection_to_turtle(
     for value, count in sorted(summary.manufacturers.items()):
         if count is not None:
             graph.add((subject, TY.manufacturer, Literal(value)))
+    graph.add((subject, DCAT.theme, HEAL))
+    _add_summary_details(graph, subject, summary)
+    if metadata is not None:
+        _add_metadata(graph, subject, metadata)
     return graph.serialize(format="turtle")
+
+
+def _fragment(subject: URIRef, *parts: str) -> URIRef:
+    return URIRef(f"{subject}#" + "-".join(_SLUG.sub("_", part).strip("_") or "x" for part in parts))
+
+
+def _add_summary_details(graph: Graph, subject: URIRef, summary: CollectionSummary) -> None:
+    """Ages, sex and age-band breakdowns, quality flags, coverage and acquisition ranges."""
+    for predicate, age in (
+        (HEALTH.minTypicalAge, summary.min_typical_age),
+        (HEALTH.maxTypicalAge, summary.max_typical_age),
+    ):
+        if age is not None:
+            graph.add((subject, predicate, Literal(age, datatype=XSD.nonNegativeInteger)))
+    for dimension, counts in ((TY.sex, summary.sexes), (TY.ageBand, summary.age_bands)):
+        for value, count in sorted(counts.items()):
+            if count is None:
+                continue  # a suppressed count is never a number: the node is left out
+            node = _fragment(subject, str(dimension).rsplit("#", 1)[-1], value)
+            graph.add((subject, TY.breakdown, node))
+            graph.add((node, TY.dimension, dimension))
+            graph.add((node, TY.value, Literal(value)))
+            graph.add((node, TY.subjects, Literal(count, datatype=XSD.integer)))
+    for flag, count in sorted(summary.quality.items()):
+        if count is None:
+            continue
+        node = _fragment(subject, "quality", flag)
+        graph.add((subject, TY.qualityFlag, node))
+        graph.add((node, TY.flag, Literal(flag)))
+        graph.add((node, TY.series, Literal(count, datatype=XSD.integer)))
+    for name, percent in sorted(summary.coverage.items()):
+        node = _fragment(subject, "coverage", name)
+        graph.add((subject, TY.coverage, node))
+        graph.add((node, TY.field, Literal(name)))
+        graph.add((node, TY.percent, Literal(percent, datatype=XSD.decimal)))
+    for name, numeric in sorted(summary.ranges.items()):
+        if numeric.subjects < summary.k:
+            continue  # percentiles over fewer than k subjects are not published
+        node = _fragment(subject, "range", name)
+        graph.add((subject, TY.acquisitionRange, node))
+        graph.add((node, TY.parameter, Literal(name)))
+        for predicate, number in ((TY.low, numeric.low), (TY.median, numeric.median), (TY.high, numeric.high)):
+            graph.add((node, predicate, Literal(number, datatype=XSD.decimal)))
+        if numeric.unit:
+            graph.add((node, TY.unit, Literal(numeric.unit)))
+        graph.add((node, TY.subjects, Literal(numeric.subjects, datatype=XSD.integer)))
+
+
+def _add_metadata(graph: Graph, subject: URIRef, metadata: CollectionMetadata) -> None:
+    """Keywords, disease codes, DUO policy, licence, contact, health categories, annotation types."""
+    graph.bind("odrl", ODRL)
+    graph.bind("vcard", VCARD)
+    for keyword in metadata.keywords:
+        graph.add((subject, DCAT.keyword, Literal(keyword)))
+    for disease in metadata.disease_codes:
+        code = URIRef(CODING_SYSTEMS[disease.system] + disease.code)
+        graph.add((subject, HEALTH.hasCodingSystem, URIRef(CODING_SYSTEMS[disease.system])))
+        node = _fragment(subject, "disease", disease.system, disease.code)
+        graph.add((subject, HEALTH.hasCodeValues, node))
+        graph.add((node, DCTERMS.identifier, Literal(str(code), datatype=XSD.anyURI)))
+        graph.add((node, TY.diseaseCode, code))
+        graph.add((node, TY.codingSystem, Literal(disease.system)))
+        graph.add((node, TY.notation, Literal(disease.code)))
+        if disease.label:
+            graph.add((node, TY.label, Literal(disease.label)))
+    for category in metadata.health_categories:
+        graph.add((subject, HEALTH.healthCategory, Literal(category)))
+    if metadata.data_use:
+        policy = _fragment(subject, "policy")
+        permission = _fragment(subject, "permission")
+        graph.add((subject, ODRL.hasPolicy, policy))
+        graph.add((policy, RDF.type, ODRL.Offer))
+        graph.add((policy, ODRL.permission, permission))
+        graph.add((permission, ODRL.action, ODRL.use))
+        for duo in metadata.data_use:
+            constraint = _fragment(subject, "constraint", duo)
+            graph.add((permission, ODRL.constraint, constraint))
+            graph.add((constraint, ODRL.leftOperand, ODRL.purpose))
+            graph.add((constraint, ODRL.operator, ODRL.eq))
+            graph.add((constraint, ODRL.rightOperand, URIRef(OBO + duo.replace(":", "_"))))
+    if metadata.license:
+        value = metadata.license
+        graph.add((subject, DCTERMS.license, URIRef(value) if re.match(r"^https?://\S+$", value) else Literal(value)))
+    if metadata.contact_name or metadata.contact_email:
+        contact = _fragment(subject, "contact")
+        graph.add((subject, DCAT.contactPoint, contact))
+        graph.add((contact, RDF.type, VCARD.Kind))
+        if metadata.contact_name:
+            graph.add((contact, VCARD.fn, Literal(metadata.contact_name)))
+        if metadata.contact_email:
+            graph.add((contact, VCARD.hasEmail, URIRef(f"mailto:{metadata.contact_email}")))
+    for annotation in metadata.annotations:
+        graph.add((subject, TY.annotationType, TY[_annotation_term(annotation)]))
+
+
+def _annotation_term(annotation: str) -> str:
+    """``bounding-box`` → ``BoundingBox`` (the ty: concept of an annotation type)."""
+    return "".join(part.capitalize() for part in _SLUG.split(annotation) if part) or "Annotation"
 
 
 def build_publication(
@@ -125,6 +237,7 @@ def build_publication(
     summary: CollectionSummary,
     keys: KeyPair,
     published_at: datetime | None = None,
+    metadata: CollectionMetadata | None = None,
 ) -> CollectionPublication:
     """Build the station-signed publication of one collection.
 
@@ -135,7 +248,13 @@ def build_publication(
     """
     when = published_at or protocol.utc_now()
     turtle = collection_to_turtle(
-        station=station, collection=collection, title=title, description=description, summary=summary, issued=when
+        station=station,
+        collection=collection,
+        title=title,
+        description=description,
+        summary=summary,
+        issued=when,
+        metadata=metadata,
     )
     publication = CollectionPublication(
         station=station,
@@ -144,6 +263,7 @@ def build_publication(
         description=description,
         turtle=turtle,
         summary=summary,
+        metadata=metadata or CollectionMetadata(),
         published_at=when,
     )
     return protocol.sign_publication(publication, keys.signing)

@@ -106,3 +106,82 @@ def test_build_publication_is_signed_by_the_station() -> None:
     assert "dcat:Dataset" in publication.turtle
     with pytest.raises(protocol.SignatureError):
         protocol.verify_publication(publication.model_copy(update={"title": "Other"}), keys.signing_public)
+
+
+def _full_graph() -> Graph:
+    from protocol import CollectionMetadata, DiseaseCode, NumericRange
+
+    summary = _summary(
+        sexes={"F": 9, "M": 7, "O": None},
+        min_typical_age=40,
+        max_typical_age=77,
+        quality={"missing_spacing": 6, "rare": None},
+        coverage={"SliceThickness": 97.5},
+        ranges={
+            "slice_thickness": NumericRange(low=0.6, median=1.0, high=2.5, unit="mm", subjects=16),
+            "kvp": NumericRange(low=100, median=120, high=140, unit="kV", subjects=3),
+        },
+    )
+    metadata = CollectionMetadata(
+        keywords=("lung", "screening"),
+        disease_codes=(DiseaseCode(system="ICD-10", code="C34", label="Lung cancer"),),
+        data_use=("DUO:0000007", "DUO:0000015"),
+        license="https://creativecommons.org/licenses/by/4.0/",
+        contact_name="Data steward",
+        contact_email="steward@site.test",
+        health_categories=("cancer",),
+        annotations=("segmentation", "bounding-box"),
+    )
+    turtle = collection_to_turtle(
+        station="site-a",
+        collection="chest-ct",
+        title="Chest CT",
+        description="Synthetic chest CT",
+        summary=summary,
+        issued=ISSUED,
+        metadata=metadata,
+    )
+    return Graph().parse(data=turtle, format="turtle")
+
+
+def test_collection_to_turtle_metadata_keywords_license_contact_theme() -> None:
+    graph = _full_graph()
+
+    assert set(graph.objects(SUBJECT, ns.DCAT.keyword)) == {Literal("lung"), Literal("screening")}
+    assert graph.value(SUBJECT, ns.DCTERMS.license) == URIRef("https://creativecommons.org/licenses/by/4.0/")
+    assert (SUBJECT, ns.DCAT.theme, URIRef("http://publications.europa.eu/resource/authority/data-theme/HEAL")) in graph
+    contact = graph.value(SUBJECT, ns.DCAT.contactPoint)
+    assert graph.value(contact, URIRef("http://www.w3.org/2006/vcard/ns#hasEmail")) == URIRef(
+        "mailto:steward@site.test"
+    )
+    assert set(graph.objects(SUBJECT, TY.annotationType)) == {TY.Segmentation, TY.BoundingBox}
+
+
+def test_collection_to_turtle_duo_policy_and_disease_codes() -> None:
+    graph = _full_graph()
+    odrl = ns.Namespace("http://www.w3.org/ns/odrl/2/")
+    health = ns.Namespace("http://healthdataportal.eu/ns/health#")
+
+    duo = {
+        str(operand)
+        for policy in graph.objects(SUBJECT, odrl.hasPolicy)
+        for permission in graph.objects(policy, odrl.permission)
+        for constraint in graph.objects(permission, odrl.constraint)
+        for operand in graph.objects(constraint, odrl.rightOperand)
+    }
+    assert duo == {"http://purl.obolibrary.org/obo/DUO_0000007", "http://purl.obolibrary.org/obo/DUO_0000015"}
+    code = graph.value(SUBJECT, health.hasCodeValues)
+    assert graph.value(code, TY.diseaseCode) == URIRef("http://id.who.int/icd/release/10/C34")
+    assert graph.value(SUBJECT, health.hasCodingSystem) == URIRef("http://id.who.int/icd/release/10/")
+    assert graph.value(SUBJECT, health.minTypicalAge).toPython() == 40  # type: ignore[union-attr]
+
+
+def test_collection_to_turtle_suppressed_details_are_left_out() -> None:
+    graph = _full_graph()
+
+    sexes = {str(graph.value(node, TY.value)) for node in graph.objects(SUBJECT, TY.breakdown)}
+    flags = {str(graph.value(node, TY.flag)) for node in graph.objects(SUBJECT, TY.qualityFlag)}
+    ranges = {str(graph.value(node, TY.parameter)) for node in graph.objects(SUBJECT, TY.acquisitionRange)}
+    assert sexes == {"F", "M"}
+    assert flags == {"missing_spacing"}
+    assert ranges == {"slice_thickness"}  # kvp covers fewer than k subjects

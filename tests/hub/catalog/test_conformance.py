@@ -9,7 +9,7 @@ from pyshacl import validate
 
 from hub.catalog.records import dataset_iri, distribution_triples, export_catalog
 from hub.catalog.store import CatalogStore
-from protocol import CollectionSummary
+from protocol import CollectionMetadata, CollectionSummary, DiseaseCode, NumericRange
 from station.catalog import collection_to_turtle
 
 STANDARDS = Path(__file__).resolve().parents[2] / "data" / "standards"
@@ -34,8 +34,25 @@ def export() -> rdflib.Graph:
             modalities={modality: 40},
             body_parts={part: 40, "ODDPART": None},
             manufacturers={"ACME": 40},
+            sexes={"F": 22, "M": 18, "O": None},
+            min_typical_age=41,
+            max_typical_age=78,
+            quality={"missing_spacing": 7, "rare": None},
+            coverage={"SliceThickness": 98.5},
+            ranges={"slice_thickness": NumericRange(low=0.6, median=1.0, high=2.5, unit="mm", subjects=40)},
+        )
+        metadata = CollectionMetadata(
+            keywords=("lung", "screening"),
+            disease_codes=(DiseaseCode(system="ICD-10", code="C34", label="Lung cancer"),),
+            data_use=("DUO:0000007", "DUO:0000015"),
+            license="https://creativecommons.org/licenses/by/4.0/",
+            contact_name="Data steward",
+            contact_email="steward@site.test",
+            health_categories=("cancer",),
+            annotations=("segmentation", "bounding-box"),
         )
         turtle = collection_to_turtle(
+            metadata=metadata if station == "site-a" else None,
             station=station,
             collection=collection,
             title=f"{part.title()} {modality}",

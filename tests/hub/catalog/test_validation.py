@@ -80,3 +80,74 @@ def test_concurrent_validations_do_not_trip_over_each_other() -> None:
     triples = record(station_turtle())
     with ThreadPoolExecutor(max_workers=6) as pool:
         list(pool.map(lambda _n: validate_record(triples), range(12)))
+
+
+def test_a_small_breakdown_count_is_refused() -> None:
+    node = f"<{URN}#sex-X>"
+    small = (
+        f"<{URN}> <https://w3id.org/trainyard/ontology#breakdown> {node} .\n"
+        f"{node} <https://w3id.org/trainyard/ontology#subjects> 2 ."
+    )
+
+    assert any("breakdown, quality flag or range" in p for p in problems(record(station_turtle() + "\n" + small)))
+
+
+def test_a_data_use_condition_that_is_not_duo_is_refused() -> None:
+    bogus = (
+        f"<{URN}> <http://www.w3.org/ns/odrl/2/hasPolicy> <{URN}#policy> .\n"
+        f"<{URN}#policy> <http://www.w3.org/ns/odrl/2/permission> <{URN}#perm> .\n"
+        f"<{URN}#perm> <http://www.w3.org/ns/odrl/2/constraint> <{URN}#c> .\n"
+        f"<{URN}#c> <http://www.w3.org/ns/odrl/2/rightOperand> <http://example.org/anything> ."
+    )
+
+    assert any("DUO term" in p for p in problems(record(station_turtle() + "\n" + bogus)))
+
+
+def test_a_record_with_every_metadata_field_conforms() -> None:
+    from protocol import CollectionMetadata, DiseaseCode, NumericRange
+
+    summary = CollectionSummary(
+        k=5,
+        subjects=12,
+        studies=20,
+        series=30,
+        instances=300,
+        modalities={"CT": 12},
+        body_parts={"CHEST": 12},
+        manufacturers={"SIEMENS": 12},
+        sexes={"F": 7, "M": 5},
+        age_bands={"40-59": 6, "60-79": 6},
+        min_typical_age=41,
+        max_typical_age=77,
+        quality={"missing_spacing": 5},
+        coverage={"SliceThickness": 100.0},
+        ranges={"kvp": NumericRange(low=100, median=120, high=140, unit="kV", subjects=12)},
+    )
+    metadata = CollectionMetadata(
+        keywords=("lung",),
+        disease_codes=(DiseaseCode(system="SNOMED-CT", code="363358000", label="Lung cancer"),),
+        data_use=("DUO:0000006",),
+        license="CC-BY-4.0",
+        contact_name="Steward",
+        annotations=("segmentation",),
+    )
+    turtle = collection_to_turtle(
+        station="site-a",
+        collection="chest-ct",
+        title="Chest CT",
+        description="Thorax CT",
+        summary=summary,
+        issued=datetime(2026, 1, 1, tzinfo=UTC),
+        metadata=metadata,
+    )
+
+    validate_record(record(turtle))
+
+
+def test_the_json_ld_context_is_packaged() -> None:
+    import importlib.resources
+    import json
+
+    context = json.loads((importlib.resources.files("ontology") / "context.jsonld").read_text("utf-8"))
+
+    assert context["@context"]["ty"] == "https://w3id.org/trainyard/ontology#"
