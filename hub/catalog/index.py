@@ -10,7 +10,7 @@ A snapshot holds numeric columns (subjects, studies, series, instances; ``-1`` w
 and for each facet (modality, body part, manufacturer, station) the values' codes in CSR form
 (``codes`` with the row of each code in ``owners``), so filtering is a boolean mask and each
 facet's counts — with every *other* filter applied, as a faceted interface expects — are one
-``np.bincount``. Free text is an inverted index of title/description tokens.
+``np.bincount``. Free text is an inverted index of title, description and keyword tokens.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class CollectionRecord:
     modality: tuple[str, ...] = ()
     body_part: tuple[str, ...] = ()
     manufacturer: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,11 @@ class SearchResult:
 
 def _tokens(text: str) -> set[str]:
     return set(_TOKEN.findall(text.lower()))
+
+
+def _record_text(record: CollectionRecord) -> str:
+    """What free text searches: title, description, id and keywords."""
+    return " ".join((record.title, record.description, record.id, *record.keywords))
 
 
 def _orders(records: Sequence[CollectionRecord], subjects: np.ndarray) -> dict[str, np.ndarray]:
@@ -138,7 +144,7 @@ class _Snapshot:
             snapshot.lookup[facet] = {fold(value): code for code, value in enumerate(vocabulary)}
         postings: dict[str, list[int]] = {}
         for row, record in enumerate(records):
-            for token in _tokens(f"{record.title} {record.description} {record.id}"):
+            for token in _tokens(_record_text(record)):
                 postings.setdefault(token, []).append(row)
         snapshot.text = {token: np.array(rows, dtype=np.int32) for token, rows in postings.items()}
         snapshot.order = _orders(snapshot.records, snapshot.numbers["subjects"])
@@ -174,9 +180,9 @@ class _Snapshot:
                 postings[code] = np.union1d(postings[code], [row]).astype(np.int32)
             copy.postings[facet] = postings
         copy.text = dict(self.text)
-        for token in _tokens(f"{old.title} {old.description} {old.id}"):
+        for token in _tokens(_record_text(old)):
             copy.text[token] = copy.text[token][copy.text[token] != row]
-        for token in _tokens(f"{record.title} {record.description} {record.id}"):
+        for token in _tokens(_record_text(record)):
             copy.text[token] = np.union1d(copy.text.get(token, np.empty(0, dtype=np.int32)), [row]).astype(np.int32)
         copy.order = dict(self.order)
         if (old.subjects, old.title, old.modified) != (record.subjects, record.title, record.modified):
@@ -321,8 +327,12 @@ SELECT ?d ?station ?title ?description ?subjects ?studies ?series ?instances ?is
 _FACET_QUERY = f"""
 PREFIX ty: <{_TY}>
 PREFIX skos: <http://www.w3.org/2004/02/skos/core#>
+PREFIX dcat: <http://www.w3.org/ns/dcat#>
 SELECT ?d ?p ?value WHERE {{
-  GRAPH ?d {{ ?d ?p ?value . FILTER (?p IN (ty:modality, ty:bodyPart, ty:bodyPartText, ty:manufacturer)) }}
+  GRAPH ?d {{
+    ?d ?p ?value .
+    FILTER (?p IN (ty:modality, ty:bodyPart, ty:bodyPartText, ty:manufacturer, dcat:keyword))
+  }}
 }}
 """
 
@@ -341,13 +351,15 @@ def records_from_store(store: ox.Store, graphs: Sequence[str] | None = None) -> 
     facets: dict[str, dict[str, list[str]]] = {}
     for row in store.query(_FACET_QUERY, named_graphs=named):  # type: ignore[union-attr]
         iri, predicate, value = row["d"].value, row["p"].value, row["value"]
-        entry = facets.setdefault(iri, {"modality": [], "body_part": [], "manufacturer": []})
+        entry = facets.setdefault(iri, {"modality": [], "body_part": [], "manufacturer": [], "keywords": []})
         if predicate == _TY + "modality":
             entry["modality"].append(value.value.removeprefix(_DCM))
         elif predicate == _TY + "bodyPart":
             entry["body_part"].append(body_part_notation(value.value))
         elif predicate == _TY + "bodyPartText":
             entry["body_part"].append(value.value)
+        elif predicate == "http://www.w3.org/ns/dcat#keyword":
+            entry["keywords"].append(value.value)
         else:
             entry["manufacturer"].append(value.value)
     records = []
@@ -370,6 +382,7 @@ def records_from_store(store: ox.Store, graphs: Sequence[str] | None = None) -> 
                 modality=tuple(sorted(set(entry.get("modality", [])))),
                 body_part=tuple(sorted(set(entry.get("body_part", [])))),
                 manufacturer=tuple(sorted(set(entry.get("manufacturer", [])))),
+                keywords=tuple(sorted(set(entry.get("keywords", [])))),
             )
         )
     return records

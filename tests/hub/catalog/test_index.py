@@ -160,3 +160,18 @@ def test_incremental_republication_equals_a_full_rebuild() -> None:
         rebuilt = SearchIndex(records)
         for query in queries:
             assert index.search(query) == rebuilt.search(query)
+
+
+def test_search_text_matches_keywords() -> None:
+    from hub.catalog.index import CollectionRecord, SearchIndex, SearchQuery
+
+    index = SearchIndex(
+        [
+            CollectionRecord(iri="urn:a", id="s/a", station="s", title="Chest CT", keywords=("screening",)),
+            CollectionRecord(iri="urn:b", id="s/b", station="s", title="Head MR"),
+        ]
+    )
+
+    actual = index.search(SearchQuery(text="screening"))
+
+    assert [record.id for record in actual.records] == ["s/a"]
