@@ -136,8 +136,11 @@ def harvest(
     collection: Annotated[str, typer.Option("--collection", help="The collection's slug.")],
     title: Annotated[str, typer.Option("--title", help="A human-readable title.")],
     description: Annotated[str, typer.Option("--description")] = "",
+    report_file: Annotated[
+        Path | None, typer.Option("--report", help="Write every skipped file and its reason (TSV) here.")
+    ] = None,
 ) -> None:
-    """Index a folder of DICOM files as a collection and show its disclosure-controlled summary."""
+    """Index a folder of DICOM files as a collection (incrementally) and show its disclosure-controlled summary."""
     _check_slug(collection, "--collection")
     if not title.strip() or len(title) > 300:
         raise typer.BadParameter("the title must have 1 to 300 characters", param_hint="--title")
@@ -166,7 +169,14 @@ def harvest(
         )
     )
     _console.print(_summary_table(collection, summary))
-    _console.print(f"indexed {report.indexed} files, skipped {len(report.skipped)}")
+    _console.print(
+        f"indexed {report.indexed} files, unchanged {report.unchanged}, removed {report.removed}, "
+        f"skipped {len(report.skipped)}"
+    )
+    if report_file is not None:
+        lines = [f"{skipped.path}\t{skipped.reason}\n" for skipped in report.skipped]
+        report_file.write_text("path\treason\n" + "".join(lines), encoding="utf-8")
+        _console.print(f"wrote the skipped-file report to {report_file}")
     for skipped in report.skipped[:_SKIPPED_SHOWN]:
         _console.print(f"  skipped {skipped.path}: {skipped.reason}")
     if len(report.skipped) > _SKIPPED_SHOWN:

@@ -75,7 +75,13 @@ CREATE TABLE IF NOT EXISTS series (
 CREATE TABLE IF NOT EXISTS instance (
     collection TEXT NOT NULL, sop_uid TEXT NOT NULL, series_uid TEXT NOT NULL, path TEXT NOT NULL,
     PRIMARY KEY (collection, sop_uid));
+CREATE TABLE IF NOT EXISTS file (
+    collection TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    status TEXT NOT NULL, reason TEXT, PRIMARY KEY (collection, path));
+CREATE INDEX IF NOT EXISTS instance_path ON instance (collection, path);
 """
+_BATCH = 500  # files per transaction: a crash loses at most one batch of work
+_DICOMDIR_REASON = "DICOMDIR index"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +120,8 @@ class IndexReport:
 
     collection: str
     indexed: int = 0
+    unchanged: int = 0
+    removed: int = 0
     skipped: list[SkippedFile] = field(default_factory=list)
 
 
@@ -168,6 +176,8 @@ def read_header(path: Path) -> DicomHeader | SkippedFile:
     >>> read_header(Path(get_testdata_file("CT_small.dcm"))).modality
     'CT'
     """
+    if path.name.upper() == "DICOMDIR":
+        return SkippedFile(path, _DICOMDIR_REASON)
     try:
         values = scan_header(path) or _pydicom_values(path)  # the fast scanner, else pydicom
     except InvalidDicomError:
@@ -272,8 +282,27 @@ class DicomIndex:
 
     def _delete_collection_rows(self, collection: str) -> None:
         """Delete one collection's rows inside the caller's transaction."""
-        for table in ("instance", "series", "study", "patient"):
+        for table in ("file", "instance", "series", "study", "patient"):
             self.connection.execute(f"DELETE FROM {table} WHERE collection = ?", (collection,))  # noqa: S608
+
+    def _prune_orphans(self, collection: str) -> None:
+        """Delete series, studies and patients left without instances, inside the caller's transaction."""
+        sql = self.connection.execute
+        sql(
+            "DELETE FROM series WHERE collection = ? AND series_uid NOT IN "
+            "(SELECT series_uid FROM instance WHERE collection = ?)",
+            (collection, collection),
+        )
+        sql(
+            "DELETE FROM study WHERE collection = ? AND study_uid NOT IN "
+            "(SELECT study_uid FROM series WHERE collection = ?)",
+            (collection, collection),
+        )
+        sql(
+            "DELETE FROM patient WHERE collection = ? AND pseudonym NOT IN "
+            "(SELECT pseudonym FROM study WHERE collection = ?)",
+            (collection, collection),
+        )
 
     def add_header(self, collection: str, header: DicomHeader, *, secret: bytes) -> None:
         """Store one header; the patient id is pseudonymised before it reaches the database."""
@@ -347,6 +376,14 @@ class DicomIndex:
         return {str(value): int(count) for value, count in self.connection.execute(sql, (collection,))}
 
 
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_size, status.st_mtime_ns
+
+
 def index_collection(
     root: Path,
     index: DicomIndex,
@@ -356,7 +393,13 @@ def index_collection(
     on_progress: Callable[[Path, int], None] | None = None,
     workers: int = 1,
 ) -> IndexReport:
-    """Index every DICOM file under ``root`` as ``collection``, replacing its previous rows.
+    """Harvest ``root`` as ``collection`` incrementally: only new or changed files are read.
+
+    Each file's path, size and modification time are kept in the ``file`` table. A file whose
+    three are unchanged since the last harvest is not read again; a changed one is re-read;
+    the rows of a file that is gone are deleted. Rows are committed every few hundred files,
+    so a harvest that crashes resumes without re-reading what it had finished. A bad file
+    never stops the harvest: it is recorded as skipped, with its reason.
 
     Parameters
     ----------
@@ -371,30 +414,75 @@ def index_collection(
     on_progress
         Called after each file with its path and the number of files seen so far.
     workers
-        Processes that read headers in parallel (rows are written by this process, in one
-        transaction); 1 reads them here.
+        Processes that read headers in parallel (rows are written by this process); 1 reads
+        them here.
 
     Returns
     -------
     IndexReport
-        How many files were indexed, and which were skipped and why.
+        How many files were indexed, unchanged and removed, and every skipped file and why
+        (including those skipped by an earlier harvest and unchanged since).
     """
     report = IndexReport(collection=collection)
+    db = index.connection
+    known = {
+        str(path): (int(size), int(mtime), str(status), reason)
+        for path, size, mtime, status, reason in db.execute(
+            "SELECT path, size, mtime_ns, status, reason FROM file WHERE collection = ?", (collection,)
+        )
+    }
+    if not known and index.count_for_table(collection, "instance"):
+        index.clear_collection(collection)  # indexed before files were tracked: start afresh
     paths = list(iter_dicom_paths(root))
-    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(paths) > _PARALLEL_FROM else None
+    present = {str(path) for path in paths}
+    seen = 0
+    to_read: list[tuple[Path, tuple[int, int]]] = []
+    for path in paths:
+        stat = _stat(path)
+        previous = known.get(str(path))
+        if stat is None:
+            report.skipped.append(SkippedFile(path, "cannot stat the file"))
+        elif previous is not None and previous[:2] == stat:
+            report.unchanged += 1
+            if previous[2] == "skipped":
+                report.skipped.append(SkippedFile(path, previous[3] or "skipped"))
+        else:
+            to_read.append((path, stat))
+            continue
+        seen += 1
+        if on_progress is not None:
+            on_progress(path, seen)
+    with db:
+        for gone in sorted(set(known) - present):
+            db.execute("DELETE FROM instance WHERE collection = ? AND path = ?", (collection, gone))
+            db.execute("DELETE FROM file WHERE collection = ? AND path = ?", (collection, gone))
+            report.removed += 1
+    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(to_read) > _PARALLEL_FROM else None
     try:
-        headers = pool.map(read_header, paths, chunksize=128) if pool is not None else map(read_header, paths)
-        with index.connection:  # one transaction: a failed harvest leaves the previous rows
-            index._delete_collection_rows(collection)
-            for seen, (path, header) in enumerate(zip(paths, headers, strict=True), start=1):
-                if isinstance(header, SkippedFile):
-                    report.skipped.append(header)
-                else:
-                    index.add_header(collection, header, secret=secret)
-                    report.indexed += 1
-                if on_progress is not None:
-                    on_progress(path, seen)
+        read_paths = [path for path, _ in to_read]
+        headers = pool.map(read_header, read_paths, chunksize=128) if pool is not None else map(read_header, read_paths)
+        for start in range(0, len(to_read), _BATCH):
+            batch = to_read[start : start + _BATCH]
+            with db:  # one transaction per batch: the file rows say what is finished
+                for (path, (size, mtime)), header in zip(batch, headers, strict=False):
+                    db.execute("DELETE FROM instance WHERE collection = ? AND path = ?", (collection, str(path)))
+                    if isinstance(header, SkippedFile):
+                        report.skipped.append(header)
+                        status, reason = "skipped", header.reason
+                    else:
+                        index.add_header(collection, header, secret=secret)
+                        report.indexed += 1
+                        status, reason = "indexed", None
+                    db.execute(
+                        "INSERT OR REPLACE INTO file VALUES (?, ?, ?, ?, ?, ?)",
+                        (collection, str(path), size, mtime, status, reason),
+                    )
+                    seen += 1
+                    if on_progress is not None:
+                        on_progress(path, seen)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+    with db:
+        index._prune_orphans(collection)
     return report

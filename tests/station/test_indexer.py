@@ -220,3 +220,94 @@ def test_parallel_harvest_indexes_the_same_rows(tmp_path: Path, synthetic_root: 
     assert (serial.indexed, len(serial.skipped)) == (parallel.indexed, len(parallel.skipped))
     assert serial_db.subjects_for_collection("c") == parallel_db.subjects_for_collection("c")
     assert serial.indexed > 256
+
+
+class TestIncrementalHarvest:
+    def _copy(self, synthetic_root: Path, target: Path) -> list[Path]:
+        copied = []
+        for path in sorted(p for p in synthetic_root.rglob("*") if p.is_file()):
+            out = target / path.relative_to(synthetic_root)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(path.read_bytes())
+            copied.append(out)
+        return copied
+
+    def test_reharvest_unchanged_reads_nothing(self, synthetic_root: Path, tmp_path: Path) -> None:
+        files = self._copy(synthetic_root, tmp_path / "c")
+        with DicomIndex(tmp_path / "i.sqlite") as index:
+            index_collection(tmp_path / "c", index, collection="c", secret=SECRET)
+
+            again = index_collection(tmp_path / "c", index, collection="c", secret=SECRET)
+
+            assert (again.indexed, again.unchanged, again.removed) == (0, len(files), 0)
+            assert index.count_for_table("c", "instance") == len(files)
+
+    def test_reharvest_removed_and_changed_files(self, synthetic_root: Path, tmp_path: Path) -> None:
+        files = self._copy(synthetic_root, tmp_path / "c")
+        with DicomIndex(tmp_path / "i.sqlite") as index:
+            index_collection(tmp_path / "c", index, collection="c", secret=SECRET)
+            series = index.count_for_table("c", "series")
+            same_series = [p for p in files if p.parent == files[0].parent]
+            for path in same_series:  # a whole series disappears
+                path.unlink()
+            files[-1].write_bytes(b"no longer DICOM")
+
+            again = index_collection(tmp_path / "c", index, collection="c", secret=SECRET)
+
+            assert again.removed == len(same_series)
+            assert again.indexed == 0
+            assert [s.path for s in again.skipped] == [files[-1]]
+            assert index.count_for_table("c", "instance") == len(files) - len(same_series) - 1
+            assert index.count_for_table("c", "series") == series - 1
+
+    def test_harvest_resumes_after_crash(self, synthetic_root: Path, tmp_path: Path) -> None:
+        import station.indexer as indexer
+
+        files = self._copy(synthetic_root, tmp_path / "c")
+        read: list[Path] = []
+
+        def crash_after_batch(path: Path, seen: int) -> None:
+            if seen == 10:
+                raise KeyboardInterrupt
+
+        def counting(path: Path) -> DicomHeader | SkippedFile:
+            read.append(path)
+            return read_header(path)
+
+        with DicomIndex(tmp_path / "i.sqlite") as index:
+            old_batch = indexer._BATCH
+            indexer._BATCH = 4
+            try:
+                with pytest.raises(KeyboardInterrupt):
+                    index_collection(
+                        tmp_path / "c", index, collection="c", secret=SECRET, on_progress=crash_after_batch
+                    )
+                real = indexer.read_header
+                indexer.read_header = counting
+                try:
+                    resumed = index_collection(tmp_path / "c", index, collection="c", secret=SECRET)
+                finally:
+                    indexer.read_header = real
+            finally:
+                indexer._BATCH = old_batch
+
+            assert resumed.unchanged == 8  # two finished batches of four
+            assert len(read) == len(files) - 8
+            assert index.count_for_table("c", "instance") == len(files)
+
+    def test_harvest_bad_files_never_stop_it(self, synthetic_root: Path, tmp_path: Path) -> None:
+        root = tmp_path / "c"
+        self._copy(synthetic_root, root)
+        (root / "empty").write_bytes(b"")
+        (root / "notes.txt").write_text("text")
+        (root / "cut.dcm").write_bytes(_testdata("CT_small.dcm").read_bytes()[:300])
+        (root / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM")
+
+        with DicomIndex(tmp_path / "i.sqlite") as index:
+            report = index_collection(root, index, collection="c", secret=SECRET)
+            again = index_collection(root, index, collection="c", secret=SECRET)
+
+        reasons = {s.path.name: s.reason for s in report.skipped}
+        assert set(reasons) == {"empty", "notes.txt", "cut.dcm", "DICOMDIR"}
+        assert reasons["DICOMDIR"] == "DICOMDIR index"
+        assert {s.path.name: s.reason for s in again.skipped} == reasons
