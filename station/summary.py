@@ -12,7 +12,7 @@ from protocol import CollectionSummary
 
 from .indexer import DicomIndex
 
-__all__ = ["summarise_collection", "suppress_count"]
+__all__ = ["summarise_collection", "suppress_breakdown", "suppress_count"]
 
 
 def suppress_count(count: int, k: int) -> int | None:
@@ -24,6 +24,26 @@ def suppress_count(count: int, k: int) -> int | None:
     (True, 5, 0)
     """
     return None if 0 < count < k else count
+
+
+def suppress_breakdown(counts: dict[str, int], k: int) -> dict[str, int | None]:
+    """Suppress small cells of one breakdown, and one more when a single cell alone would be revealed.
+
+    When exactly one cell is suppressed, the published total minus the others would give it
+    away, so the next-smallest published (non-zero) cell is suppressed too.
+
+    Examples
+    --------
+    >>> suppress_breakdown({"CT": 9, "MR": 2, "PT": 6}, 5)
+    {'CT': 9, 'MR': None, 'PT': None}
+    """
+    published = {value: suppress_count(count, k) for value, count in counts.items()}
+    hidden = [value for value, count in published.items() if count is None]
+    if len(hidden) == 1:
+        shown = [(count, value) for value, count in counts.items() if published[value] and count > 0]
+        if shown:
+            published[min(shown)[1]] = None
+    return published
 
 
 def summarise_collection(index: DicomIndex, *, collection: str, k: int = 5) -> CollectionSummary:
@@ -47,7 +67,7 @@ def summarise_collection(index: DicomIndex, *, collection: str, k: int = 5) -> C
 
     def counted(attribute: str) -> dict[str, int | None]:
         counts = index.subject_counts_for_attribute(collection, attribute)
-        return {value: suppress_count(count, k) for value, count in counts.items()}
+        return suppress_breakdown(counts, k)
 
     return CollectionSummary(
         k=k,

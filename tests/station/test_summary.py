@@ -47,8 +47,8 @@ def test_summarise_collection_k_is_published(tmp_path: Path) -> None:
         actual = summarise_collection(index, collection="c", k=5)
 
     assert actual.subjects == 7
-    assert actual.modalities == {"CT": 5, "MR": None}
-    assert actual.body_parts == {"CHEST": 5, "HEAD": None}
+    assert actual.modalities == {"CT": None, "MR": None}  # complementary: 7 - 5 would reveal MR
+    assert actual.body_parts == {"CHEST": None, "HEAD": None}
     assert actual.manufacturers == {"ACME": 7}
     assert actual.k == 5
 
@@ -88,3 +88,11 @@ def test_summarise_collection_synthetic(synthetic_root: Path, tmp_path: Path) ->
     assert set(actual.modalities) == {"CT", "MR"}
     assert all(count is not None and count >= 5 for count in actual.body_parts.values())
     assert actual.manufacturers == {"SIEMENS": 16}
+
+
+def test_suppress_breakdown_complementary_cell() -> None:
+    from station.summary import suppress_breakdown
+
+    assert suppress_breakdown({"CT": 9, "MR": 2, "PT": 6}, 5) == {"CT": 9, "MR": None, "PT": None}
+    assert suppress_breakdown({"CT": 9, "MR": 2, "PT": 1}, 5) == {"CT": 9, "MR": None, "PT": None}
+    assert suppress_breakdown({"CT": 9, "MR": 6}, 5) == {"CT": 9, "MR": 6}
