@@ -37,6 +37,10 @@ def suppress_breakdown(counts: dict[str, int], k: int) -> dict[str, int | None]:
     >>> suppress_breakdown({"CT": 9, "MR": 2, "PT": 6}, 5)
     {'CT': 9, 'MR': None, 'PT': None}
     """
+    if len(counts) > _MAX_LEVELS:  # the largest levels stay, the rest are pooled as "other"
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        counts = dict(ranked[: _MAX_LEVELS - 1])
+        counts["other"] = counts.get("other", 0) + sum(count for _, count in ranked[_MAX_LEVELS - 1 :])
     published = {value: suppress_count(count, k) for value, count in counts.items()}
     hidden = [value for value, count in published.items() if count is None]
     if len(hidden) == 1:
@@ -82,3 +86,4 @@ def summarise_collection(index: DicomIndex, *, collection: str, k: int = 5) -> C
 
 
 _TABLES = ("patient", "study", "series", "instance")
+_MAX_LEVELS = 40

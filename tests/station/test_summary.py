@@ -96,3 +96,15 @@ def test_suppress_breakdown_complementary_cell() -> None:
     assert suppress_breakdown({"CT": 9, "MR": 2, "PT": 6}, 5) == {"CT": 9, "MR": None, "PT": None}
     assert suppress_breakdown({"CT": 9, "MR": 2, "PT": 1}, 5) == {"CT": 9, "MR": None, "PT": None}
     assert suppress_breakdown({"CT": 9, "MR": 6}, 5) == {"CT": 9, "MR": 6}
+
+
+def test_suppress_breakdown_caps_levels_at_forty() -> None:
+    from station.summary import suppress_breakdown
+
+    counts = {f"v{n:02d}": 100 - n for n in range(50)}
+
+    actual = suppress_breakdown(counts, 5)
+
+    assert len(actual) == 40
+    assert actual["other"] == sum(100 - n for n in range(39, 50))
+    assert "v00" in actual and "v49" not in actual
