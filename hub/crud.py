@@ -42,6 +42,7 @@ __all__ = [
     "authenticate_user",
     "claim_next_job",
     "create_access_request",
+    "create_api_token",
     "create_enrolment_token",
     "create_project",
     "create_station_token",
@@ -54,6 +55,7 @@ __all__ = [
     "expire_job_leases",
     "extend_job_lease",
     "get_access_request",
+    "get_api_token",
     "get_collection",
     "get_decision",
     "get_job",
@@ -65,9 +67,11 @@ __all__ = [
     "get_train_by_manifest_hash",
     "get_user_by_username",
     "get_user_for_token",
+    "get_user_token",
     "has_grant",
     "jobs_for_train",
     "list_access_requests",
+    "list_api_tokens",
     "list_collections",
     "list_projects",
     "list_stations",
@@ -76,6 +80,7 @@ __all__ = [
     "manifest_hash_for",
     "record_result",
     "redeem_enrolment_token",
+    "revoke_api_token",
     "signed_grants_for",
     "touch_station",
     "update_user_keys",
@@ -150,6 +155,7 @@ def _live_token(*, session: Session, token: str) -> Token | None:
     statement = select(Token).where(
         Token.token_hash == hash_token(token),
         or_(col(Token.expires_at).is_(None), col(Token.expires_at) > utc_now()),
+        col(Token.revoked_at).is_(None),
     )
     return session.exec(statement).first()
 
@@ -164,6 +170,58 @@ def get_station_for_token(*, session: Session, token: str) -> Station | None:
     """Return the station a live API token belongs to."""
     row = _live_token(session=session, token=token)
     return session.get(Station, row.station_id) if row is not None and row.station_id else None
+
+
+def get_user_token(*, session: Session, token: str) -> tuple[User, Token] | None:
+    """Return the user a live bearer token belongs to, with the token's row (for its scopes)."""
+    row = _live_token(session=session, token=token)
+    if row is None or not row.user_id:
+        return None
+    user = session.get(User, row.user_id)
+    return (user, row) if user is not None else None
+
+
+def create_api_token(
+    *, session: Session, user: User, name: str, scopes: Sequence[str], ttl_s: int
+) -> tuple[str, Token]:
+    """Issue a named, scoped, expiring API token for ``user``; return the secret (shown once) and its row."""
+    secret = generate_token()
+    row = Token(
+        token_hash=hash_token(secret),
+        user_id=user.id,
+        name=name,
+        scopes=sorted(set(scopes)),
+        expires_at=utc_now() + timedelta(seconds=ttl_s),
+    )
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    return secret, row
+
+
+def list_api_tokens(*, session: Session, user: User) -> Sequence[Token]:
+    """The named API tokens of ``user`` (live, expired and revoked), newest first."""
+    statement = (
+        select(Token)
+        .where(Token.user_id == user.id, col(Token.name).is_not(None))
+        .order_by(col(Token.created_at).desc())
+    )
+    return session.exec(statement).all()
+
+
+def get_api_token(*, session: Session, token_id: str) -> Token | None:
+    """Look up a named API token by its public id."""
+    return session.exec(select(Token).where(Token.id == token_id, col(Token.name).is_not(None))).first()
+
+
+def revoke_api_token(*, session: Session, token: Token) -> Token:
+    """Revoke an API token now (idempotent: the first revocation time stays)."""
+    if token.revoked_at is None:
+        token.revoked_at = utc_now()
+        session.add(token)
+        session.commit()
+        session.refresh(token)
+    return token
 
 
 # -- stations -------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ from hub.blobs import BlobStore
 from hub.catalog.store import CatalogStore
 from hub.core.config import Settings
 from hub.core.replay import NonceCache
+from hub.core.scopes import UNSCOPED_ROUTES, scope_for_route
 from hub.core.wakeups import StationWakeups
-from hub.models import Job, Station, Train, User
+from hub.models import Job, Station, Token, Train, User
 from protocol import Role, SignatureError, key_id_for_public_key, verify_request
 
 __all__ = [
@@ -93,12 +94,32 @@ def _unauthorised(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def _get_current_user(session: SessionDep, credentials: TokenDep) -> User:
+def _check_token_scope(request: Request, token: Token) -> None:
+    """Refuse (403, naming the scope) a scoped API token on an endpoint its scopes do not cover."""
+    if token.scopes is None:
+        return
+    route = request.scope.get("route")
+    path = getattr(route, "path", request.url.path)
+    if (request.method, path) in UNSCOPED_ROUTES:
+        return
+    needed = scope_for_route(request.method, path)
+    if needed is None:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"an API token cannot call {request.method} {path}: log in for a session token",
+        )
+    if needed.value not in token.scopes:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"this API token lacks the scope {needed.value!r}")
+
+
+def _get_current_user(request: Request, session: SessionDep, credentials: TokenDep) -> User:
     if credentials is None:
         raise _unauthorised("log in first: send 'Authorization: Bearer <token>' from POST /auth/login")
-    user = crud.get_user_for_token(session=session, token=credentials.credentials)
-    if user is None:
-        raise _unauthorised("the token is unknown or expired: log in again")
+    found = crud.get_user_token(session=session, token=credentials.credentials)
+    if found is None:
+        raise _unauthorised("the token is unknown, expired or revoked: log in again")
+    user, token = found
+    _check_token_scope(request, token)
     return user
 
 
@@ -136,9 +157,10 @@ async def _get_current_station(request: Request, session: SessionDep, credential
 async def _get_current_caller(request: Request, session: SessionDep, credentials: TokenDep) -> User | Station:
     if credentials is None:
         raise _unauthorised("send a user's or a station's token as 'Authorization: Bearer <token>'")
-    user = crud.get_user_for_token(session=session, token=credentials.credentials)
-    if user is not None:
-        return user
+    found = crud.get_user_token(session=session, token=credentials.credentials)
+    if found is not None:
+        _check_token_scope(request, found[1])
+        return found[0]
     station = crud.get_station_for_token(session=session, token=credentials.credentials)
     if station is None:
         raise _unauthorised("the token is unknown or expired")

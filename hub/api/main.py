@@ -16,6 +16,7 @@ from hub.api.routes import (
     projects,
     sparql,
     stations,
+    tokens,
     trains,
     users,
 )
@@ -26,6 +27,7 @@ api_router = APIRouter()
 api_router.include_router(auth.router)
 api_router.include_router(audit.router)
 api_router.include_router(users.router)
+api_router.include_router(tokens.router)
 api_router.include_router(stations.router)
 api_router.include_router(catalog.router)
 api_router.include_router(projects.router)

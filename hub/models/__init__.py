@@ -32,9 +32,14 @@ from hub.models._trains import TrainPublic as TrainPublic
 from hub.models._trains import TrainsPublic as TrainsPublic
 from hub.models._types import PublicKey as PublicKey
 from hub.models._types import Slug as Slug
+from hub.models._users import ApiTokenCreate as ApiTokenCreate
+from hub.models._users import ApiTokenCreated as ApiTokenCreated
+from hub.models._users import ApiTokenPublic as ApiTokenPublic
+from hub.models._users import ApiTokensPublic as ApiTokensPublic
 from hub.models._users import LoginRequest as LoginRequest
 from hub.models._users import LoginResponse as LoginResponse
 from hub.models._users import Token as Token
+from hub.models._users import TokenScope as TokenScope
 from hub.models._users import User as User
 from hub.models._users import UserCreate as UserCreate
 from hub.models._users import UserKeys as UserKeys
@@ -46,6 +51,10 @@ __all__ = [
     "AccessRequestCreate",
     "AccessRequestPublic",
     "AccessRequestsPublic",
+    "ApiTokenCreate",
+    "ApiTokenCreated",
+    "ApiTokenPublic",
+    "ApiTokensPublic",
     "ArtifactPublic",
     "AuditHeadRow",
     "AuditRecord",
@@ -74,6 +83,7 @@ __all__ = [
     "StationPublic",
     "StationsPublic",
     "Token",
+    "TokenScope",
     "Train",
     "TrainPublic",
     "TrainsPublic",

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
+from sqlalchemy import JSON
 from sqlmodel import Field, SQLModel
 
 from hub.models._types import PublicKey, Slug, UTCDateTime, new_id
 from protocol import Role, utc_now
 
 __all__ = [
+    "ApiTokenCreate",
+    "ApiTokenCreated",
+    "ApiTokenPublic",
+    "ApiTokensPublic",
     "LoginRequest",
     "LoginResponse",
     "Token",
+    "TokenScope",
     "User",
     "UserCreate",
     "UserKeys",
@@ -34,10 +41,27 @@ class User(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
 
 
+class TokenScope(StrEnum):
+    """What an API token may do; a log-in session token has no scopes and may do all its user may."""
+
+    CATALOG_READ = "catalog:read"
+    TRAINS_SUBMIT = "trains:submit"
+    RESULTS_READ = "results:read"
+    REQUESTS_DECIDE = "requests:decide"
+
+
 class Token(SQLModel, table=True):
-    """A bearer token of a user or a station, stored only as its sha256 hash."""
+    """A bearer token of a user or a station, stored only as its sha256 hash.
+
+    A named API token carries ``scopes`` (a list of :class:`TokenScope` values); a log-in
+    session or a station token has ``scopes`` ``None``.
+    """
 
     token_hash: str = Field(primary_key=True)
+    id: str = Field(default_factory=new_id, unique=True, index=True)
+    name: str | None = None
+    scopes: list[str] | None = Field(default=None, sa_type=JSON)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     user_id: str | None = Field(default=None, foreign_key="user.id", index=True, ondelete="CASCADE")
     station_id: str | None = Field(default=None, foreign_key="station.id", index=True, ondelete="CASCADE")
     created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
@@ -91,3 +115,35 @@ class LoginResponse(SQLModel):
     access_token: str
     token_type: str = "bearer"  # noqa: S105  (the scheme name, not a secret)
     user: UserPublic
+
+
+class ApiTokenCreate(SQLModel):
+    """A name, the scopes and the lifetime of a new API token."""
+
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[TokenScope] = Field(min_length=1, max_length=len(TokenScope))
+    ttl_days: int = Field(default=30, ge=1, le=365)
+
+
+class ApiTokenPublic(SQLModel):
+    """An API token as the API lists it: never the secret nor its hash."""
+
+    id: str
+    name: str | None
+    scopes: list[str] | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiTokenCreated(ApiTokenPublic):
+    """A fresh API token: the secret is shown this once."""
+
+    token: str
+
+
+class ApiTokensPublic(SQLModel):
+    """A list of API tokens."""
+
+    data: list[ApiTokenPublic]
+    count: int

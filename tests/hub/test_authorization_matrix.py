@@ -53,6 +53,9 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("PUT", "/users/me/keys"): ANY_USER,
     ("GET", "/users"): frozenset({ADMIN}),
     ("POST", "/users"): frozenset({ADMIN}),
+    ("POST", "/tokens"): ANY_USER,
+    ("GET", "/tokens"): ANY_USER,
+    ("DELETE", "/tokens/{token_id}"): ANY_USER,  # each revokes only their own (404 otherwise)
     ("POST", "/stations/enrolment-tokens"): frozenset({ADMIN}),
     ("POST", "/stations/enrol"): EVERYONE,  # the one-time token in the body is the credential
     ("GET", "/stations"): ANY_USER,
@@ -134,6 +137,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 "access_request_id": str(pending["id"]),
                 "decision_id": pending["decisions"][0]["id"],  # type: ignore[index]
                 "address": bundle,
+                "token_id": "no-such-token",
             },
         )
     security._N = original
