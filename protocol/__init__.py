@@ -33,6 +33,8 @@ from ._errors import PolicyError as PolicyError
 from ._errors import ProtocolError as ProtocolError
 from ._errors import SignatureError as SignatureError
 from ._errors import TrainyardError as TrainyardError
+from ._fl import FLConfigKey as FLConfigKey
+from ._fl import UpdateKey as UpdateKey
 from ._grants import REMOTE_PROCESSING as REMOTE_PROCESSING
 from ._grants import Grant as Grant
 from ._grants import SignedGrant as SignedGrant
@@ -87,6 +89,7 @@ __all__ = [
     "ContentHashError",
     "DecryptionError",
     "DiseaseCode",
+    "FLConfigKey",
     "Grant",
     "Job",
     "JobFailure",
@@ -109,6 +112,7 @@ __all__ = [
     "TrainKind",
     "TrainManifest",
     "TrainyardError",
+    "UpdateKey",
     "audit_entries_from_jsonl",
     "audit_export_text",
     "audit_to_prov_turtle",
