@@ -59,14 +59,17 @@ from ._schemas import CollectionMetadata as CollectionMetadata
 from ._schemas import CollectionPublication as CollectionPublication
 from ._schemas import CollectionSummary as CollectionSummary
 from ._schemas import DiseaseCode as DiseaseCode
+from ._schemas import FederatedPlan as FederatedPlan
 from ._schemas import Job as Job
 from ._schemas import JobFailure as JobFailure
 from ._schemas import JobStatus as JobStatus
+from ._schemas import ModelUpdateRef as ModelUpdateRef
 from ._schemas import NumericRange as NumericRange
 from ._schemas import OutputSpec as OutputSpec
 from ._schemas import ResultEnvelope as ResultEnvelope
 from ._schemas import ResultPayload as ResultPayload
 from ._schemas import Role as Role
+from ._schemas import RoundSpec as RoundSpec
 from ._schemas import SealedBox as SealedBox
 from ._schemas import SignedManifest as SignedManifest
 from ._schemas import StationEnrolled as StationEnrolled
@@ -90,11 +93,13 @@ __all__ = [
     "DecryptionError",
     "DiseaseCode",
     "FLConfigKey",
+    "FederatedPlan",
     "Grant",
     "Job",
     "JobFailure",
     "JobStatus",
     "KeyPair",
+    "ModelUpdateRef",
     "NumericRange",
     "OutputSpec",
     "PolicyError",
@@ -102,6 +107,7 @@ __all__ = [
     "ResultEnvelope",
     "ResultPayload",
     "Role",
+    "RoundSpec",
     "SealedBox",
     "SignatureError",
     "SignedGrant",

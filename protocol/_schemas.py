@@ -21,14 +21,17 @@ __all__ = [
     "CollectionPublication",
     "CollectionSummary",
     "DiseaseCode",
+    "FederatedPlan",
     "Job",
     "JobFailure",
     "JobStatus",
+    "ModelUpdateRef",
     "NumericRange",
     "OutputSpec",
     "ResultEnvelope",
     "ResultPayload",
     "Role",
+    "RoundSpec",
     "SealedBox",
     "SignedManifest",
     "StationEnrolled",
@@ -188,6 +191,49 @@ class OutputSpec(_Message):
         return value
 
 
+class FederatedPlan(_Message):
+    """How the hub runs a federated train: the strategy, its rounds and their guards (``[federated]``)."""
+
+    strategy: Annotated[str, StringConstraints(pattern=r"^(fedavg|fedprox|fedbn|swt|cwt|ensemble)$")] = "fedavg"
+    rounds: int = Field(default=3, ge=1, le=1000, description="rounds to run (swt/cwt: derived from the stations)")
+    cycles: int = Field(default=1, ge=1, le=100, description="cwt: passes through the stations")
+    min_stations: int = Field(default=1, ge=1, description="fewest updates a round may aggregate")
+    fraction: float = Field(default=1.0, gt=0.0, le=1.0, description="share of the stations asked each round")
+    round_deadline_s: float = Field(default=3600.0, gt=0.0, le=7 * 24 * 3600.0)
+    max_staleness: int = Field(default=0, ge=0, le=10, description="rounds a late update may still be used")
+    local_epochs: int = Field(default=1, ge=1, le=1000)
+    learning_rate: float = Field(default=0.01, gt=0.0, le=10.0)
+    batch_size: int = Field(default=32, ge=1, le=65536)
+    proximal_mu: float = Field(default=0.01, ge=0.0, le=100.0, description="fedprox: the proximal coefficient")
+    compression: Annotated[str, StringConstraints(pattern=r"^(none|fp16|topk|sign)$")] = "fp16"
+    topk_fraction: float = Field(default=0.01, gt=0.0, le=1.0)
+    dp_clip_norm: float | None = Field(default=None, gt=0.0)
+    dp_noise_multiplier: float | None = Field(default=None, ge=0.0)
+    secagg: bool = False
+    seed: int = Field(default=0, ge=0)
+    early_stopping_metric: str | None = Field(default=None, max_length=64)
+    early_stopping_mode: Annotated[str, StringConstraints(pattern=r"^(max|min)$")] = "max"
+    early_stopping_patience: int = Field(default=0, ge=0, le=1000, description="0: never stop early")
+    update_output: str = Field(default="update.safetensors", description="the declared output holding the update")
+
+
+class RoundSpec(_Message):
+    """What a federated job carries: its round, the global model by content address, the round config."""
+
+    number: int = Field(ge=1)
+    global_model: ContentAddress | None = Field(default=None, description="None in round 1: trains start from a seed")
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelUpdateRef(_Message):
+    """A station's model update, uploaded as an artifact before its (signed) envelope names it."""
+
+    address: ContentAddress
+    size: int = Field(ge=0)
+    num_examples: int = Field(ge=0)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
 class TrainManifest(_Message):
     """What a researcher signs: the exact code (by hash), where it may run, who gets results."""
 
@@ -213,6 +259,7 @@ class TrainManifest(_Message):
         default_factory=dict,
         description="what the train asks for: cpu (cores), memory_mb, gpu (devices), time_s; stations cap each",
     )
+    federated: FederatedPlan | None = Field(default=None, description="a federated train's round plan")
 
     @field_validator("resources")
     @classmethod
@@ -251,6 +298,7 @@ class Job(_Message):
     grants: tuple[SignedGrant, ...] = Field(
         default=(), description="the stewards' signed grants the hub holds for this project and collection"
     )
+    round: RoundSpec | None = Field(default=None, description="a federated train's round (None for analysis trains)")
 
 
 class SealedBox(_Message):
@@ -295,5 +343,6 @@ class ResultEnvelope(_Message):
     status: JobStatus
     sealed: SealedBox | None = None
     failure: JobFailure | None = None
+    update: ModelUpdateRef | None = None
     created_at: datetime
     signature: str = ""

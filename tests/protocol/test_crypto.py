@@ -9,9 +9,11 @@ from protocol import (
     CollectionPublication,
     CollectionSummary,
     DecryptionError,
+    FederatedPlan,
     JobFailure,
     JobStatus,
     KeyPair,
+    ModelUpdateRef,
     ProtocolError,
     ResultEnvelope,
     SignatureError,
@@ -33,6 +35,8 @@ _FOR_NONE = {
     "image_digest": "sha256:" + "0" * 64,
     "image_archive": "sha256:" + "1" * 64,
     "provenance": {"injected": True},
+    "federated": FederatedPlan(rounds=2),
+    "update": ModelUpdateRef(address="sha256:" + "2" * 64, size=1, num_examples=1),
 }
 
 
