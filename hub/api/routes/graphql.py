@@ -13,12 +13,14 @@ from strawberry.fastapi import GraphQLRouter
 from hub import crud
 from hub.api.deps import TokenDep
 from hub.catalog.graphql import CatalogContext, schema
+from hub.models import TokenScope
 
 
-def _username_for_token(engine: Engine, token: str) -> str | None:
+def _caller_for_token(engine: Engine, token: str) -> tuple[str, list[str] | None] | None:
+    """The username and the scopes (``None`` for a log-in session) of a live user token."""
     with Session(engine) as session:
-        user = crud.get_user_for_token(session=session, token=token)
-        return user.username if user is not None else None
+        found = crud.get_user_token(session=session, token=token)
+        return (found[0].username, found[1].scopes) if found is not None else None
 
 
 async def _get_context(request: Request, credentials: TokenDep) -> CatalogContext:
@@ -29,12 +31,18 @@ async def _get_context(request: Request, credentials: TokenDep) -> CatalogContex
     engine: Engine = request.app.state.engine
     username = None
     if credentials is not None:
-        username = await anyio.to_thread.run_sync(_username_for_token, engine, credentials.credentials)
-        if username is None:
+        caller = await anyio.to_thread.run_sync(_caller_for_token, engine, credentials.credentials)
+        if caller is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
                 detail="the token is unknown or expired: log in again (or send no token to search as a guest)",
                 headers={"WWW-Authenticate": "Bearer"},
+            )
+        username, scopes = caller
+        if scopes is not None and TokenScope.CATALOG_READ.value not in scopes:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"this API token lacks the scope {TokenScope.CATALOG_READ.value!r} that /graphql needs",
             )
     return CatalogContext(
         open_session=partial(Session, engine), username=username, index=request.app.state.search_index
