@@ -148,6 +148,23 @@ class TrainyardClient:
         result: dict[str, Any] = self._json("POST", "/users", json=body)
         return result
 
+    # API tokens
+    def create_token(self, *, name: str, scopes: Sequence[str], ttl_days: int = 30) -> dict[str, Any]:
+        """Create a scoped API token; the answer's ``token`` is its secret, shown only this once."""
+        body = {"name": name, "scopes": list(scopes), "ttl_days": ttl_days}
+        result: dict[str, Any] = self._json("POST", "/tokens", json=body)
+        return result
+
+    def read_tokens(self) -> list[dict[str, Any]]:
+        """List the caller's API tokens (never their secrets)."""
+        data: list[dict[str, Any]] = self._json("GET", "/tokens")["data"]
+        return data
+
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
+        """Revoke one of the caller's API tokens."""
+        result: dict[str, Any] = self._json("DELETE", f"/tokens/{token_id}")
+        return result
+
     # stations and catalog
     def create_enrolment_token(self, station: str) -> str:
         """Create a one-time enrolment token for a station (admin only)."""

@@ -51,6 +51,8 @@ requests_app = typer.Typer(
 app.add_typer(requests_app, name="requests")
 audit_app = typer.Typer(help="Verify exported audit chains (hub or station).", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+tokens_app = typer.Typer(help="API tokens for scripts and CI: scoped, expiring, revocable.", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -451,6 +453,51 @@ def requests_reject(
     except TrainyardError as error:
         _fail(error)
     console.print(f"Rejected decision {decision_id}.")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: Annotated[str, typer.Option(help="What the token is for, e.g. 'ci'.")],
+    scope: Annotated[
+        list[str],
+        typer.Option(help="catalog:read, trains:submit, results:read or requests:decide; repeat for more."),
+    ],
+    days: Annotated[int, typer.Option(min=1, max=365, help="Days until the token expires.")] = 30,
+) -> None:
+    """Create an API token; its secret is printed this once and never again."""
+    try:
+        created = _client().create_token(name=name, scopes=scope, ttl_days=days)
+    except TrainyardError as error:
+        _fail(error)
+    console.print(
+        f"token {created['id']} ({', '.join(created['scopes'])}) expires {created['expires_at']}", highlight=False
+    )
+    console.print("Copy the secret now; the hub keeps only its hash and cannot show it again:")
+    print(created["token"])
+
+
+@tokens_app.command("list")
+def tokens_list() -> None:
+    """Your API tokens with their scopes and state (never their secrets)."""
+    try:
+        tokens = _client().read_tokens()
+    except TrainyardError as error:
+        _fail(error)
+    table = Table("id", "name", "scopes", "expires", "state")
+    for token in tokens:
+        state = f"revoked {token['revoked_at'][:19]}" if token["revoked_at"] else "live"
+        table.add_row(token["id"], token["name"], ", ".join(token["scopes"] or []), token["expires_at"][:19], state)
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: Annotated[str, typer.Argument(help="The token id from 'trainyard tokens list'.")]) -> None:
+    """Revoke one of your API tokens now."""
+    try:
+        revoked = _client().revoke_token(token_id)
+    except TrainyardError as error:
+        _fail(error)
+    console.print(f"Revoked token {revoked['id']} ({revoked['name']}).")
 
 
 @audit_app.command("verify")
