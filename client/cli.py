@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -18,7 +20,6 @@ from protocol import (
     audit_entries_from_jsonl,
     b64decode,
     content_address,
-    load_key_pair,
     verify_audit_chain,
 )
 from station.cli import app as station_app
@@ -75,9 +76,66 @@ def _client() -> TrainyardClient:
     return TrainyardClient(profile["hub"], token=profile["token"])
 
 
-def _passphrase() -> bytes | None:
-    value = os.environ.get("TRAINYARD_KEY_PASSPHRASE")
-    return value.encode() if value else None
+_MIN_PASSPHRASE = 8
+PassphraseFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--passphrase-file", help="Read the key passphrase from this file (for scripts; else TRAINYARD_KEY_PASSPHRASE)."
+    ),
+]
+NoPassphraseOption = Annotated[
+    bool, typer.Option("--no-passphrase", help="Write the private keys unencrypted (not recommended).")
+]
+
+
+def _passphrase(passphrase_file: Path | None = None) -> bytes | None:
+    """The passphrase a script gave (a file, else TRAINYARD_KEY_PASSPHRASE); ``None`` when none."""
+    if passphrase_file is not None:
+        try:
+            value = passphrase_file.read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot read {passphrase_file}: {exc}", param_hint="--passphrase-file") from exc
+        if not value:
+            raise typer.BadParameter(f"{passphrase_file} is empty", param_hint="--passphrase-file")
+        return value
+    env = os.environ.get("TRAINYARD_KEY_PASSPHRASE")
+    return env.encode() if env else None
+
+
+def _is_interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def _ask_passphrase() -> bytes:
+    return getpass.getpass("Passphrase of your keys: ").encode()
+
+
+def _new_passphrase(passphrase_file: Path | None, *, no_passphrase: bool) -> bytes | None:
+    """The passphrase for keys about to be written: given by a script, or typed twice at the prompt."""
+    given = _passphrase(passphrase_file)
+    if given is not None or no_passphrase:
+        return given
+    if not _is_interactive():
+        raise typer.BadParameter(
+            "no passphrase for your private keys: set TRAINYARD_KEY_PASSPHRASE, pass --passphrase-file, "
+            "or --no-passphrase to store them unencrypted"
+        )
+    first = getpass.getpass("New passphrase for your private keys: ")
+    if len(first) < _MIN_PASSPHRASE:
+        raise typer.BadParameter(f"the passphrase needs at least {_MIN_PASSPHRASE} characters")
+    if getpass.getpass("The same passphrase again: ") != first:
+        raise typer.BadParameter("the two passphrases differ")
+    return first.encode()
+
+
+def _keyring(directory: Path | None, passphrase: bytes | None = None) -> Keyring:
+    """The keyring in ``directory`` (default: the config folder's ``keys``), prompting when it must."""
+    return Keyring(
+        directory or _config_dir() / "keys",
+        passphrase=passphrase if passphrase is not None else _passphrase(),
+        ask_passphrase=_ask_passphrase if _is_interactive() else None,
+        warn=lambda message: err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False),
+    )
 
 
 def _fail(error: TrainyardError) -> NoReturn:
@@ -134,30 +192,35 @@ def login(
 def keys_init(
     directory: Annotated[Path | None, typer.Option("--dir", help="Where to keep the private keys.")] = None,
     register: Annotated[bool, typer.Option(help="Register the public keys with the hub you are logged in to.")] = True,
+    passphrase_file: PassphraseFileOption = None,
+    no_passphrase: NoPassphraseOption = False,
 ) -> None:
-    """Create your Ed25519 signing and X25519 encryption keys (passphrase from TRAINYARD_KEY_PASSPHRASE)."""
-    keyring = Keyring(directory or _config_dir() / "keys", passphrase=_passphrase())
+    """Create your Ed25519 signing and X25519 encryption keys, encrypted with a passphrase (asked twice)."""
+    keyring = _keyring(directory)
     if keyring.exists():
         raise typer.BadParameter(
             f"{keyring.directory} already holds keys; 'trainyard keys rotate' replaces them", param_hint="--dir"
         )
-    keys = keyring.create()
-    console.print(f"Keys written to {keyring.directory} (key id {keys.key_id}).")
+    passphrase = _new_passphrase(passphrase_file, no_passphrase=no_passphrase)
+    keys = _keyring(directory, passphrase).create()
+    protection = "passphrase-protected" if passphrase else "[yellow]unencrypted[/yellow]"
+    console.print(f"Keys written to {keyring.directory}, {protection} (key id {keys.key_id}).")
     if register:
         try:
             _client().update_keys(keys)
         except TrainyardError as error:
             _fail(error)
-        console.print("Public keys registered with the hub.")
+        console.print("Public keys registered with the hub (the private keys stay here).")
 
 
 @keys_app.command("rotate")
 def keys_rotate(
     directory: Annotated[Path | None, typer.Option("--dir", help="Your key folder.")] = None,
     register: Annotated[bool, typer.Option(help="Register the new public keys with the hub.")] = True,
+    passphrase_file: PassphraseFileOption = None,
 ) -> None:
     """Replace your keys; the old pair is kept (retired) so results sealed for it stay readable."""
-    keyring = Keyring(directory or _config_dir() / "keys", passphrase=_passphrase())
+    keyring = _keyring(directory, _passphrase(passphrase_file))
     try:
         old, new = keyring.rotate()
     except TrainyardError as error:
@@ -169,6 +232,23 @@ def keys_rotate(
         except TrainyardError as error:
             _fail(error)
         console.print("New public keys registered with the hub; stewards' new grants will name the new key.")
+
+
+@keys_app.command("protect")
+def keys_protect(
+    directory: Annotated[Path | None, typer.Option("--dir", help="Your key folder.")] = None,
+    passphrase_file: PassphraseFileOption = None,
+) -> None:
+    """Encrypt an older, unencrypted keyring (current and retired pairs) with a passphrase."""
+    keyring = _keyring(directory)
+    try:
+        if keyring.exists() and keyring.is_protected():
+            raise typer.BadParameter(f"the keys in {keyring.directory} are already passphrase-protected")
+        passphrase = _new_passphrase(passphrase_file, no_passphrase=False)
+        count = _keyring(directory, passphrase).protect()
+    except TrainyardError as error:
+        _fail(error)
+    console.print(f"{count} key pair(s) in {keyring.directory} are now passphrase-protected.")
 
 
 @app.command()
@@ -213,7 +293,7 @@ def train_submit(
         archive = image_archive.read_bytes() if image_archive is not None else None
         train = _client().submit_train(
             train_dir,
-            keys=load_key_pair(keys_dir or _config_dir() / "keys", passphrase=_passphrase()),
+            keys=_keyring(keys_dir).current(),
             researcher=_profile()["user"],
             project_id=project,
             collections=collection,
@@ -294,7 +374,7 @@ def train_logs(
     """Show the filtered log tail each station sent: in a failure's reason, or sealed inside a result."""
     try:
         client = _client()
-        keys = Keyring(keys_dir or _config_dir() / "keys", passphrase=_passphrase()).all_pairs()
+        keys = _keyring(keys_dir).all_pairs()
         for job in client.read_train(train_id)["jobs"]:
             console.rule(f"{job['station']}/{job['collection']}: {job['status']}")
             if job["status"] == "succeeded":
@@ -342,7 +422,7 @@ def results_get(
 ) -> None:
     """Download every finished job's result, verify the station's signature and decrypt it here."""
     try:
-        keys = Keyring(keys_dir or _config_dir() / "keys", passphrase=_passphrase()).all_pairs()
+        keys = _keyring(keys_dir).all_pairs()
         client = _client()
         for job in client.read_train(train_id)["jobs"]:
             if job["status"] != "succeeded":
@@ -428,7 +508,7 @@ def requests_approve(
 ) -> None:
     """Approve: sign a grant with your own key (stations run jobs only with grants their stewards signed)."""
     try:
-        keys = Keyring(keys_dir or _config_dir() / "keys", passphrase=_passphrase()).current()
+        keys = _keyring(keys_dir).current()
         client = _client()
         steward = client.read_user_me()["username"]
         request, decision = _find_decision(client, request_id, decision_id)

@@ -17,7 +17,14 @@ PASSWORD = "walk-through-password"
 
 def trainyard(home: Path, *args: str) -> str:
     result = CliRunner().invoke(
-        app, list(args), env={"TRAINYARD_CONFIG_DIR": str(home), "TRAINYARD_PASSWORD": PASSWORD, "COLUMNS": "250"}
+        app,
+        list(args),
+        env={
+            "TRAINYARD_CONFIG_DIR": str(home),
+            "TRAINYARD_PASSWORD": PASSWORD,
+            "TRAINYARD_KEY_PASSPHRASE": f"keys of {home.name}",
+            "COLUMNS": "250",
+        },
     )
     assert result.exit_code == 0, result.output
     return result.output
