@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, update
@@ -16,6 +17,7 @@ from hub.models import (
     DecisionStatus,
     EnrolmentToken,
     Job,
+    OidcIdentity,
     Project,
     ProjectCreate,
     Result,
@@ -30,6 +32,7 @@ from protocol import (
     CollectionPublication,
     JobStatus,
     ResultEnvelope,
+    Role,
     SignedGrant,
     SignedManifest,
     StationEnrolment,
@@ -78,6 +81,7 @@ __all__ = [
     "list_trains",
     "list_users",
     "manifest_hash_for",
+    "provision_oidc_user",
     "record_result",
     "redeem_enrolment_token",
     "revoke_api_token",
@@ -120,6 +124,56 @@ def authenticate_user(*, session: Session, username: str, password: str) -> User
     user = get_user_by_username(session=session, username=username)
     if not verify_password(password, user.password_hash if user else None):
         return None
+    return user
+
+
+_UNUSABLE_PASSWORD = "!"  # noqa: S105  (no scrypt hash: password log-in never matches)
+_USERNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-")
+
+
+def _username_for_identity(*, session: Session, issuer: str, subject: str, hint: str | None) -> str:
+    suffix = hashlib.sha256(f"{issuer}\n{subject}".encode()).hexdigest()[:10]
+    base = "".join(char for char in (hint or "") if char in _USERNAME_CHARS).lstrip("._@-")[:64]
+    if base and get_user_by_username(session=session, username=base) is None:
+        return base
+    return f"{base[:53]}-{suffix}" if base else f"oidc-{suffix}"
+
+
+def provision_oidc_user(
+    *,
+    session: Session,
+    issuer: str,
+    subject: str,
+    username_hint: str | None,
+    role: Role,
+    station: str | None,
+    update_role: bool,
+) -> User:
+    """Return the user of an OpenID account (issuer, ``sub``), creating one on first log-in.
+
+    Accounts are matched only by issuer and subject, never by username or e-mail, so an
+    identity provider cannot take over a local account. ``update_role`` re-applies the role
+    the provider's claims map to (when a role map is configured) on every log-in.
+    """
+    identity = session.get(OidcIdentity, (issuer, subject))
+    if identity is not None:
+        user = session.get(User, identity.user_id)
+        if user is None:  # pragma: no cover - the foreign key cascades
+            raise LookupError(f"the user of OpenID account {subject!r} is gone")
+        identity.last_login_at = utc_now()
+        if update_role:
+            user.role, user.station = role, station
+        session.add_all([identity, user])
+        session.commit()
+        session.refresh(user)
+        return user
+    username = _username_for_identity(session=session, issuer=issuer, subject=subject, hint=username_hint)
+    user = User(username=username, role=role, station=station, password_hash=_UNUSABLE_PASSWORD)
+    session.add(user)
+    session.flush()
+    session.add(OidcIdentity(issuer=issuer, subject=subject, user_id=user.id))
+    session.commit()
+    session.refresh(user)
     return user
 
 
@@ -472,9 +526,17 @@ def get_train_by_manifest_hash(*, session: Session, manifest_hash: str) -> Train
 
 
 def create_train(
-    *, session: Session, signed: SignedManifest, owner: User, collections: Sequence[Collection]
+    *,
+    session: Session,
+    signed: SignedManifest,
+    owner: User,
+    collections: Sequence[Collection],
+    first_jobs: Callable[[Session, Train], list[Job]] | None = None,
 ) -> tuple[Train, list[Job]]:
-    """Create a train and one queued job per collection, in one transaction."""
+    """Create a train and one queued job per collection, in one transaction.
+
+    ``first_jobs`` replaces the one-job-per-collection rule (a federated run queues its first round).
+    """
     manifest = signed.manifest
     train = Train(
         name=manifest.name,
@@ -486,15 +548,18 @@ def create_train(
     )
     session.add(train)
     session.flush()  # the train row exists before the jobs that point at it
-    session.add_all(
-        Job(
-            train_id=train.id,
-            station_id=collection.station_id,
-            collection_id=collection.id,
-            collection=collection.collection,
+    if first_jobs is not None:
+        first_jobs(session, train)
+    else:
+        session.add_all(
+            Job(
+                train_id=train.id,
+                station_id=collection.station_id,
+                collection_id=collection.id,
+                collection=collection.collection,
+            )
+            for collection in collections
         )
-        for collection in collections
-    )
     session.commit()
     session.refresh(train)
     return train, jobs_for_train(session=session, train_id=train.id)

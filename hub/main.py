@@ -23,6 +23,7 @@ from hub.core.db import create_db_engine, create_tables
 from hub.core.ratelimit import LoginLimiter
 from hub.core.replay import NonceCache
 from hub.core.wakeups import StationWakeups
+from hub.fl import RoundCoordinator
 
 __all__ = ["create_app"]
 
@@ -47,6 +48,16 @@ async def _sweep_leases(engine: Engine, settings: Settings) -> None:
             await anyio.to_thread.run_sync(sweep)
         except Exception:  # a locked or briefly unavailable database: try at the next interval
             logger.exception("sweeping expired job leases failed")
+
+
+async def _tick_rounds(rounds: RoundCoordinator, settings: Settings) -> None:
+    """Close federated rounds whose deadline passed, and finish what a restart interrupted."""
+    while True:
+        try:
+            await anyio.to_thread.run_sync(rounds.tick)
+        except Exception:  # a locked database: try again at the next interval
+            logger.exception("advancing federated rounds failed")
+        await asyncio.sleep(settings.fl_tick_s)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -81,7 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.wakeups = StationWakeups(asyncio.get_running_loop())
         app.state.nonces = NonceCache(resolved.station_request_max_age_s)
         app.state.login_limiter = LoginLimiter(resolved.login_max_failures, resolved.login_window_s)
+        app.state.rounds = RoundCoordinator(engine, app.state.artifacts, notify=app.state.wakeups.notify)
         sweeper = asyncio.create_task(_sweep_leases(engine, resolved))
+        ticker = asyncio.create_task(_tick_rounds(app.state.rounds, resolved))
         ping = None
         if resolved.fdp_index_urls:
             ping = asyncio.create_task(
@@ -91,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             sweeper.cancel()
+            ticker.cancel()
             if ping is not None:
                 ping.cancel()
             catalog.close()

@@ -17,6 +17,7 @@ from hub.core.config import Settings
 from hub.core.replay import NonceCache
 from hub.core.scopes import UNSCOPED_ROUTES, scope_for_route
 from hub.core.wakeups import StationWakeups
+from hub.fl import RoundCoordinator
 from hub.models import Job, Station, Token, Train, User
 from protocol import Role, SignatureError, key_id_for_public_key, verify_request
 
@@ -31,6 +32,7 @@ __all__ = [
     "OwnedJob",
     "OwnedTrain",
     "ResearcherUser",
+    "RoundsDep",
     "SessionDep",
     "SettingsDep",
     "StewardUser",
@@ -73,12 +75,18 @@ def _get_wakeups(request: Request) -> StationWakeups:
     return wakeups
 
 
+def _get_rounds(request: Request) -> RoundCoordinator:
+    rounds: RoundCoordinator = request.app.state.rounds
+    return rounds
+
+
 SettingsDep = Annotated[Settings, Depends(_get_settings)]
 EngineDep = Annotated[Engine, Depends(_get_engine)]
 CatalogDep = Annotated[CatalogStore, Depends(_get_catalog)]
 ArtifactsDep = Annotated[BlobStore, Depends(_get_artifacts)]
 VaultDep = Annotated[BlobStore, Depends(_get_vault)]
 WakeupsDep = Annotated[StationWakeups, Depends(_get_wakeups)]
+RoundsDep = Annotated[RoundCoordinator, Depends(_get_rounds)]
 
 
 def _get_session(engine: EngineDep) -> Iterator[Session]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
@@ -48,6 +48,12 @@ class Settings(BaseSettings):
         default=120.0, gt=0, description="a delivered job is re-offered when its station sends no heartbeat this long"
     )
     job_max_attempts: int = Field(default=3, ge=1, description="deliveries of one job before it fails")
+    fl_tick_s: float = Field(
+        default=5.0, gt=0, le=3600, description="how often federated rounds are checked for passed deadlines"
+    )
+    max_update_bytes: int = Field(
+        default=4 << 30, gt=0, description="largest model update a station may upload (bytes, streamed to disk)"
+    )
     sparql_timeout_s: float = Field(default=10.0, gt=0, le=300, description="time limit of one SPARQL query")
     sparql_result_limit: int = Field(default=10_000, ge=1, description="most rows or triples one query returns")
     login_max_failures: int = Field(default=5, ge=1, description="failed log-ins per username or address")
@@ -55,6 +61,24 @@ class Settings(BaseSettings):
     station_request_max_age_s: float = Field(
         default=300.0, gt=0, le=3600, description="replay window of signed station requests (seconds)"
     )
+    oidc_issuer: str | None = Field(
+        default=None, description="OpenID Connect issuer URL; OIDC login is off unless this and the client id are set"
+    )
+    oidc_client_id: str | None = Field(default=None, description="this hub's client id at the OpenID provider")
+    oidc_client_secret: SecretStr | None = Field(default=None, description="this hub's client secret (never logged)")
+    oidc_redirect_uri: str | None = Field(
+        default=None,
+        description="the callback registered at the provider; default base_iri + /auth/oidc/callback",
+    )
+    oidc_scopes: str = Field(default="openid profile email", description="scopes asked for at the provider")
+    oidc_role_claim: str = Field(default="roles", description="the id_token claim (a string or list) mapped to roles")
+    oidc_role_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="claim value -> role: researcher, admin, steward:<station> or operator:<station>",
+    )
+    oidc_login_ttl_s: float = Field(default=600.0, gt=0, le=3600, description="how long a started OIDC login lasts")
+    oidc_jwks_cache_s: float = Field(default=3600.0, gt=0, description="how long the provider's JWKS is cached")
+    oidc_clock_skew_s: float = Field(default=60.0, ge=0, le=600, description="leeway on id_token exp/iat/nbf")
 
     @field_validator("base_iri")
     @classmethod
@@ -62,6 +86,37 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("base_iri must be an http(s) IRI, e.g. http://127.0.0.1:8000")
         return value.rstrip("/")
+
+    @field_validator("oidc_issuer", "oidc_redirect_uri")
+    @classmethod
+    def _check_oidc_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        loopback = value.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]"))
+        if not (value.startswith("https://") or loopback):
+            raise ValueError("OpenID Connect URLs must be https:// (plain http only on loopback, for tests)")
+        return value  # the issuer is compared with the id_token's iss exactly: never rewritten
+
+    @field_validator("oidc_role_map")
+    @classmethod
+    def _check_oidc_role_map(cls, value: dict[str, str]) -> dict[str, str]:
+        for claim, target in value.items():
+            role, _, station = target.partition(":")
+            if role not in {"researcher", "admin", "steward", "operator"}:
+                raise ValueError(f"oidc_role_map[{claim!r}]: unknown role {role!r}")
+            if (role in {"steward", "operator"}) != bool(station):
+                raise ValueError(f"oidc_role_map[{claim!r}]: write steward:<station> or operator:<station>")
+        return value
+
+    @property
+    def oidc_enabled(self) -> bool:
+        """Whether OpenID Connect login is configured (local accounts always work)."""
+        return bool(self.oidc_issuer and self.oidc_client_id)
+
+    @property
+    def oidc_callback_uri(self) -> str:
+        """The redirect URI the provider sends the browser back to."""
+        return self.oidc_redirect_uri or f"{self.base_iri}/auth/oidc/callback"
 
     @property
     def effective_database_url(self) -> str:

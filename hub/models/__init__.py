@@ -17,6 +17,16 @@ from hub.models._governance import Project as Project
 from hub.models._governance import ProjectCreate as ProjectCreate
 from hub.models._governance import ProjectPublic as ProjectPublic
 from hub.models._governance import ProjectsPublic as ProjectsPublic
+from hub.models._rounds import FLRound as FLRound
+from hub.models._rounds import FLRoundPublic as FLRoundPublic
+from hub.models._rounds import FLRun as FLRun
+from hub.models._rounds import FLRunPublic as FLRunPublic
+from hub.models._rounds import FLUpdate as FLUpdate
+from hub.models._rounds import ModelVersion as ModelVersion
+from hub.models._rounds import ModelVersionPublic as ModelVersionPublic
+from hub.models._rounds import ModelVersionsPublic as ModelVersionsPublic
+from hub.models._rounds import RoundStatus as RoundStatus
+from hub.models._rounds import RunStatus as RunStatus
 from hub.models._stations import EnrolmentToken as EnrolmentToken
 from hub.models._stations import EnrolmentTokenCreate as EnrolmentTokenCreate
 from hub.models._stations import EnrolmentTokenPublic as EnrolmentTokenPublic
@@ -38,6 +48,7 @@ from hub.models._users import ApiTokenPublic as ApiTokenPublic
 from hub.models._users import ApiTokensPublic as ApiTokensPublic
 from hub.models._users import LoginRequest as LoginRequest
 from hub.models._users import LoginResponse as LoginResponse
+from hub.models._users import OidcIdentity as OidcIdentity
 from hub.models._users import Token as Token
 from hub.models._users import TokenScope as TokenScope
 from hub.models._users import User as User
@@ -68,16 +79,27 @@ __all__ = [
     "EnrolmentToken",
     "EnrolmentTokenCreate",
     "EnrolmentTokenPublic",
+    "FLRound",
+    "FLRoundPublic",
+    "FLRun",
+    "FLRunPublic",
+    "FLUpdate",
     "Job",
     "JobPublic",
     "LoginRequest",
     "LoginResponse",
+    "OidcIdentity",
+    "ModelVersion",
+    "ModelVersionPublic",
+    "ModelVersionsPublic",
     "Project",
     "ProjectCreate",
     "ProjectPublic",
     "ProjectsPublic",
     "PublicKey",
     "Result",
+    "RoundStatus",
+    "RunStatus",
     "Slug",
     "Station",
     "StationPublic",

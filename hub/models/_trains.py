@@ -50,6 +50,8 @@ class Job(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     attempts: int = 0
+    fl_round: int | None = Field(default=None, index=True, description="a federated train's round")
+    round_spec: dict[str, Any] | None = Field(default=None, sa_type=JSON(none_as_null=True))
 
 
 class Result(SQLModel, table=True):
@@ -73,6 +75,7 @@ class JobPublic(SQLModel):
     updated_at: datetime
     attempts: int = 0
     lease_expires_at: datetime | None = None
+    fl_round: int | None = None
 
     @classmethod
     def from_job(cls, job: Job) -> JobPublic:
@@ -87,6 +90,7 @@ class JobPublic(SQLModel):
             updated_at=job.updated_at,
             attempts=job.attempts,
             lease_expires_at=job.lease_expires_at,
+            fl_round=job.fl_round,
         )
 
 

@@ -63,6 +63,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/stations/me/jobs/next"): frozenset({STATION_ROLE}),
     ("POST", "/stations/me/jobs/{job_id}/result"): frozenset({STATION_ROLE}),
     ("POST", "/stations/me/jobs/{job_id}/heartbeat"): frozenset({STATION_ROLE}),
+    ("PUT", "/stations/me/jobs/{job_id}/update/{address}"): frozenset({STATION_ROLE}),
     ("GET", "/collections"): ANY_USER,
     ("GET", "/collections/{station}/{collection}"): ANY_USER,
     ("GET", "/projects"): RESEARCHERS,
@@ -77,6 +78,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/trains"): RESEARCHERS,
     ("GET", "/trains/{train_id}"): frozenset({RESEARCHER}),
     ("POST", "/trains/{train_id}/cancel"): frozenset({RESEARCHER}),
+    ("GET", "/trains/{train_id}/rounds"): frozenset({RESEARCHER}),
     ("GET", "/jobs/{job_id}/result"): frozenset({RESEARCHER}),
     ("GET", "/graphql"): ANY_USER | {ANONYMOUS},  # guests may search (rounded counts); members see more
     ("POST", "/graphql"): ANY_USER | {ANONYMOUS},

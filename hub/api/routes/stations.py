@@ -18,24 +18,29 @@ from sqlmodel import Session
 from hub import audit, crud
 from hub.api.deps import (
     AdminUser,
+    ArtifactsDep,
     CatalogDep,
     CurrentStation,
     CurrentUser,
     EngineDep,
+    RoundsDep,
     SessionDep,
     SettingsDep,
     VaultDep,
     WakeupsDep,
 )
+from hub.blobs import BlobStore
 from hub.catalog.index import SearchIndex, records_from_store
 from hub.catalog.records import distribution_triples
 from hub.catalog.store import graph_iri_for_collection
 from hub.catalog.validation import RecordInvalid, validate_record
 from hub.core.config import Settings
 from hub.models import (
+    ArtifactPublic,
     CollectionPublic,
     EnrolmentTokenCreate,
     EnrolmentTokenPublic,
+    Job,
     JobPublic,
     StationPublic,
     StationsPublic,
@@ -45,6 +50,7 @@ from protocol import (
     JobStatus,
     ProtocolError,
     ResultEnvelope,
+    RoundSpec,
     SignatureError,
     SignedManifest,
     StationEnrolled,
@@ -161,6 +167,7 @@ def _claim_next_job(engine: Engine, station_id: str, settings: Settings) -> JobM
             grants=tuple(
                 crud.signed_grants_for(session=session, project_id=train.project_id, collection_id=job.collection_id)
             ),
+            round=RoundSpec.model_validate(job.round_spec) if job.round_spec else None,
         )
 
 
@@ -205,6 +212,63 @@ def heartbeat_job(job_id: str, session: SessionDep, station: CurrentStation, set
     return JobPublic.from_job(crud.extend_job_lease(session=session, job=job, lease_s=settings.job_lease_s))
 
 
+@router.put(
+    "/me/jobs/{job_id}/update/{address}",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def upload_job_update(
+    job_id: str,
+    address: str,
+    request: Request,
+    response: Response,
+    station: CurrentStation,
+    engine: EngineDep,
+    artifacts: ArtifactsDep,
+    settings: SettingsDep,
+) -> ArtifactPublic:
+    """Stream a federated job's model update (safetensors) under its content address, before its envelope."""
+    job = await anyio.to_thread.run_sync(_job_for_station, engine, job_id, station.id)
+    if job.fl_round is None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"job {job_id!r} is not a federated round's job")
+    if job.status != JobStatus.RUNNING:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"job {job_id!r} is {job.status.value}, not running")
+    limit = settings.max_update_bytes
+    with artifacts.begin_upload(max_bytes=limit) as upload:
+        try:
+            async for chunk in request.stream():
+                upload.write(chunk)
+        except ValueError as exc:
+            raise HTTPException(
+                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail=f"a model update may hold at most {limit} bytes"
+            ) from exc
+        if upload.address != address:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                detail=f"the update does not match its address: expected {address}, got {upload.address}",
+            )
+        if artifacts.has(address):
+            response.status_code = status.HTTP_200_OK
+        else:
+            upload.commit(expected_address=address)
+        return ArtifactPublic(address=address, size=upload.size)
+
+
+def _job_for_station(engine: Engine, job_id: str, station_id: str) -> Job:
+    with Session(engine) as session:
+        job = crud.get_job(session=session, job_id=job_id)
+        if job is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job {job_id!r}")
+        if job.station_id != station_id:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"job {job_id!r} is not for station {station_id!r}")
+        return job
+
+
 @router.post("/me/jobs/{job_id}/result", status_code=status.HTTP_202_ACCEPTED)
 def upload_job_result(
     job_id: str,
@@ -214,8 +278,10 @@ def upload_job_result(
     station: CurrentStation,
     vault: VaultDep,
     engine: EngineDep,
+    artifacts: ArtifactsDep,
+    rounds: RoundsDep,
 ) -> JobPublic:
-    """Store a job's signed, sealed result (the same envelope again is a no-op)."""
+    """Store a job's signed, sealed result (the same envelope again is a no-op); a round's update joins its round."""
     job = crud.get_job(session=session, job_id=job_id)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job {job_id!r}")
@@ -235,6 +301,10 @@ def upload_job_result(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="a result's status is 'succeeded' or 'failed'")
     if envelope.status == JobStatus.SUCCEEDED and envelope.sealed is None:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="a succeeded result carries its sealed payload")
+    if job.fl_round is not None and envelope.status == JobStatus.SUCCEEDED:
+        _check_update(envelope, artifacts)
+    elif envelope.update is not None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="only a succeeded federated job carries a model update")
     data = canonical_json(envelope.model_dump(mode="json"))
     address = content_address(data)
     existing = crud.get_result(session=session, job_id=job.id)
@@ -254,6 +324,10 @@ def upload_job_result(
                 subject=job.id,
                 details={"status": envelope.status.value, "address": address},
             )
+            if job.fl_round is not None:
+                if envelope.update is not None:
+                    rounds.record_update(session=session, job=job, update_ref=envelope.update)
+                rounds.advance(job.train_id)
             return JobPublic.from_job(job)
         except IntegrityError:  # a concurrent upload of the same job won the race
             session.rollback()
@@ -266,3 +340,23 @@ def upload_job_result(
     session.refresh(job)
     response.status_code = status.HTTP_200_OK
     return JobPublic.from_job(job)
+
+
+def _check_update(envelope: ResultEnvelope, artifacts: BlobStore) -> None:
+    """A round's result names an update that was uploaded first, with the size it claims."""
+    update_ref = envelope.update
+    if update_ref is None:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, detail="a federated job's result names its model update (upload it first)"
+        )
+    if not artifacts.has(update_ref.address):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail=f"the update {update_ref.address} is not uploaded: PUT /stations/me/jobs/{envelope.job_id}/update/"
+            f"{update_ref.address} first",
+        )
+    size = artifacts.path_for(update_ref.address).stat().st_size
+    if size != update_ref.size:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, detail=f"the update is {size} bytes, not the {update_ref.size} the result says"
+        )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
+from sqlmodel import Session
 
 from hub import audit, crud
-from hub.api.deps import ArtifactsDep, EngineDep, OwnedTrain, ResearcherUser, SessionDep, WakeupsDep
-from hub.models import Collection, TrainPublic, TrainsPublic
-from protocol import SignatureError, SignedManifest, verify_manifest
+from hub.api.deps import ArtifactsDep, EngineDep, OwnedTrain, ResearcherUser, RoundsDep, SessionDep, WakeupsDep
+from hub.models import Collection, FLRunPublic, Job, Train, TrainPublic, TrainsPublic
+from protocol import SignatureError, SignedManifest, TrainKind, TrainManifest, verify_manifest
 
 router = APIRouter(prefix="/trains", tags=["trains"])
 
@@ -20,8 +21,9 @@ def create_train(
     artifacts: ArtifactsDep,
     wakeups: WakeupsDep,
     engine: EngineDep,
+    rounds: RoundsDep,
 ) -> TrainPublic:
-    """Accept a signed train and queue one job per target collection."""
+    """Accept a signed train and queue one job per target collection (a federated train: its first round)."""
     if not user.signing_public_key:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, detail="register your public keys first (PUT /users/me/keys), then sign again"
@@ -69,7 +71,16 @@ def create_train(
             status.HTTP_409_CONFLICT,
             detail=f"this signed manifest was already submitted as train {earlier.id!r}: sign a new one to run again",
         )
-    train, jobs = crud.create_train(session=session, signed=signed, owner=user, collections=collections)
+    first_jobs = None
+    if manifest.kind == TrainKind.FEDERATED:
+        _check_federated(manifest)
+
+        def first_jobs(session: Session, train: Train) -> list[Job]:
+            return rounds.start_run(session=session, train=train, collections=collections)
+
+    train, jobs = crud.create_train(
+        session=session, signed=signed, owner=user, collections=collections, first_jobs=first_jobs
+    )
     audit.record_event(
         engine,
         actor=user.username,
@@ -103,9 +114,12 @@ def read_train(train: OwnedTrain, session: SessionDep) -> TrainPublic:
 
 
 @router.post("/{train_id}/cancel")
-def cancel_train(train: OwnedTrain, session: SessionDep, user: ResearcherUser, engine: EngineDep) -> TrainPublic:
+def cancel_train(
+    train: OwnedTrain, session: SessionDep, user: ResearcherUser, engine: EngineDep, rounds: RoundsDep
+) -> TrainPublic:
     """Cancel the train's jobs that have not finished; stations stop hearing about them."""
     cancelled = crud.cancel_train(session=session, train_id=train.id)
+    rounds.cancel(train.id, reason=f"cancelled by {user.username}")
     audit.record_event(
         engine,
         actor=user.username,
@@ -115,3 +129,24 @@ def cancel_train(train: OwnedTrain, session: SessionDep, user: ResearcherUser, e
         details={"jobs": ",".join(cancelled)},
     )
     return TrainPublic.from_rows(train, crud.jobs_for_train(session=session, train_id=train.id))
+
+
+@router.get("/{train_id}/rounds")
+def read_train_rounds(train: OwnedTrain, session: SessionDep, rounds: RoundsDep) -> FLRunPublic:
+    """Read a federated train's rounds: who took part, the aggregated and per-station metrics, bytes moved."""
+    run = rounds.read_run(session=session, train_id=train.id)
+    if run is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"train {train.id!r} is not a federated train")
+    return run
+
+
+def _check_federated(manifest: TrainManifest) -> None:
+    """A federated train declares the safetensors output its update travels in."""
+    plan = manifest.federated
+    wanted = plan.update_output if plan else "update.safetensors"
+    kinds = {spec.name: spec.type for spec in manifest.outputs}
+    if kinds.get(wanted) != "safetensors":
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail=f"a federated train declares its update as a safetensors output named {wanted!r} in train.toml",
+        )

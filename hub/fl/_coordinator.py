@@ -1,0 +1,409 @@
+"""Round orchestration: one job per station per round, aggregation, the next round, the registry.
+
+Every step is a database transaction that can be repeated: a round is closed by the one caller
+whose conditional update moves it from ``open`` (so two uploads arriving together aggregate once),
+the new global model is a content-addressed artifact written before the row that names it, and
+:meth:`RoundCoordinator.tick` (run at start-up and periodically) finishes whatever a hub restart
+interrupted and closes rounds whose deadline passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from datetime import timedelta
+
+import torch
+from sqlalchemy import Engine, update
+from sqlmodel import Session, col, select
+
+from hub import audit
+from hub.blobs import BlobStore
+from hub.models import (
+    Collection,
+    FLRound,
+    FLRoundPublic,
+    FLRun,
+    FLRunPublic,
+    FLUpdate,
+    Job,
+    ModelVersion,
+    Project,
+    RoundStatus,
+    RunStatus,
+    Train,
+)
+from hub.strategies import RoundError, RoundFailure
+from protocol import FederatedPlan, JobStatus, ModelUpdateRef, RoundSpec, SignedManifest, utc_now
+
+from ._plans import LazyResults, UpdateFormatError, decode_state, encode_state, rounds_for, strategy_for
+
+__all__ = ["RoundCoordinator", "plan_of"]
+
+logger = logging.getLogger(__name__)
+
+_FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+def plan_of(train: Train) -> FederatedPlan:
+    """The train's signed federated plan (defaults when ``[federated]`` was left out)."""
+    manifest = SignedManifest.model_validate(train.signed_manifest).manifest
+    return manifest.federated or FederatedPlan()
+
+
+class RoundCoordinator:
+    """Runs the federated trains of one hub.
+
+    Parameters
+    ----------
+    engine
+        The hub's database.
+    artifacts
+        Where global models and station updates live (content-addressed).
+    notify
+        Called with the station ids that have new jobs (wakes their long-polls).
+    """
+
+    def __init__(self, engine: Engine, artifacts: BlobStore, *, notify: object = None) -> None:
+        self.engine = engine
+        self.artifacts = artifacts
+        self._notify = notify
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RoundCoordinator(artifacts={self.artifacts!r})"
+
+    # -- starting ---------------------------------------------------------------------------
+
+    def start_run(self, *, session: Session, train: Train, collections: Sequence[Collection]) -> list[Job]:
+        """Create the run and its first round's jobs (in the caller's transaction, not committed)."""
+        plan = plan_of(train)
+        ids = [collection.id for collection in collections]
+        run = FLRun(train_id=train.id, strategy=plan.strategy, total_rounds=rounds_for(plan, ids), collections=ids)
+        session.add(run)
+        return self._open_round(session, run, train, plan, 1)
+
+    def _open_round(self, session: Session, run: FLRun, train: Train, plan: FederatedPlan, number: int) -> list[Job]:
+        strategy = strategy_for(plan, run.collections)
+        chosen = strategy.configure_round(number, run.collections, {})
+        by_id = {row.id: row for row in session.exec(select(Collection).where(col(Collection.id).in_(list(chosen))))}
+        jobs = []
+        for collection_id, config in chosen.items():
+            collection = by_id[collection_id]
+            spec = RoundSpec(number=number, global_model=run.global_model, config=config)
+            jobs.append(
+                Job(
+                    train_id=train.id,
+                    station_id=collection.station_id,
+                    collection_id=collection.id,
+                    collection=collection.collection,
+                    fl_round=number,
+                    round_spec=spec.model_dump(mode="json"),
+                )
+            )
+        session.add_all(jobs)
+        size = self._size_of(run.global_model)
+        session.add(
+            FLRound(
+                train_id=train.id,
+                number=number,
+                deadline=utc_now() + timedelta(seconds=plan.round_deadline_s),
+                asked=list(chosen),
+                bytes_down=size * len(jobs),
+            )
+        )
+        run.current_round = number
+        run.updated_at = utc_now()
+        session.add(run)
+        return jobs
+
+    def _size_of(self, address: str | None) -> int:
+        if address is None or not self.artifacts.has(address):
+            return 0
+        return self.artifacts.path_for(address).stat().st_size
+
+    # -- updates ----------------------------------------------------------------------------
+
+    def record_update(self, *, session: Session, job: Job, update_ref: ModelUpdateRef) -> None:
+        """Remember a station's update for its job's round (idempotent), then try to close the round."""
+        if session.get(FLUpdate, job.id) is None:
+            session.add(
+                FLUpdate(
+                    job_id=job.id,
+                    train_id=job.train_id,
+                    round=job.fl_round or 0,
+                    collection=job.collection_id,
+                    address=update_ref.address,
+                    size=update_ref.size,
+                    num_examples=update_ref.num_examples,
+                    metrics=dict(update_ref.metrics),
+                )
+            )
+            session.commit()
+
+    def advance(self, train_id: str, *, force_deadline: bool = False) -> FLRun | None:
+        """Close the run's open round when it can be closed; open the next or finish the run."""
+        with self._lock, Session(self.engine) as session:
+            run = session.get(FLRun, train_id)
+            train = session.get(Train, train_id)
+            if run is None or train is None or run.status != RunStatus.RUNNING:
+                return run
+            round_row = self._round(session, train_id, run.current_round)
+            if round_row is None or round_row.status != RoundStatus.OPEN:
+                return run
+            plan = plan_of(train)
+            jobs = list(session.exec(select(Job).where(Job.train_id == train_id, Job.fl_round == run.current_round)))
+            finished = [job for job in jobs if job.status in _FINISHED]
+            late = utc_now() >= round_row.deadline or force_deadline
+            updates = self._usable_updates(session, train_id, run.current_round, plan.max_staleness)
+            fresh = [u for u in updates if u.round == run.current_round]
+            if len(finished) < len(jobs) and not late:
+                return run  # still waiting for stations within the deadline
+            if late:
+                self._drop_stragglers(session, jobs, keep_running=plan.max_staleness > 0)
+            if not self._claim(session, round_row):
+                return run
+            self._close_round(session, run, train, plan, round_row, jobs, updates, fresh)
+            return run
+
+    def _usable_updates(self, session: Session, train_id: str, number: int, staleness: int) -> list[FLUpdate]:
+        query = select(FLUpdate).where(
+            FLUpdate.train_id == train_id,
+            col(FLUpdate.used_in_round).is_(None),
+            col(FLUpdate.round) >= number - staleness,
+            col(FLUpdate.round) <= number,
+        )
+        return sorted(session.exec(query), key=lambda u: (u.round, u.collection))
+
+    def _drop_stragglers(self, session: Session, jobs: Sequence[Job], *, keep_running: bool) -> None:
+        now = utc_now()
+        for job in jobs:
+            if job.status in _FINISHED:
+                continue
+            if keep_running and job.status == JobStatus.RUNNING:
+                continue  # bounded staleness: its update may still join a later round
+            job.status = JobStatus.CANCELLED
+            job.failure = {"reason": "the round's deadline passed before this station delivered"}
+            job.updated_at = now
+            job.lease_expires_at = None
+            session.add(job)
+        session.commit()
+
+    def _claim(self, session: Session, round_row: FLRound) -> bool:
+        """Move the round out of ``open`` exactly once (other callers see 0 rows changed)."""
+        changed = session.exec(
+            update(FLRound)
+            .where(col(FLRound.id) == round_row.id, col(FLRound.status) == RoundStatus.OPEN)
+            .values(status=RoundStatus.AGGREGATED, finished_at=utc_now())
+        ).rowcount
+        session.commit()
+        session.refresh(round_row)
+        return bool(changed)
+
+    def _close_round(
+        self,
+        session: Session,
+        run: FLRun,
+        train: Train,
+        plan: FederatedPlan,
+        round_row: FLRound,
+        jobs: Sequence[Job],
+        updates: Sequence[FLUpdate],
+        fresh: Sequence[FLUpdate],
+    ) -> None:
+        number = round_row.number
+        strategy = strategy_for(plan, run.collections)
+        delivered = {u.collection for u in fresh}
+        failures = [
+            RoundFailure(station=job.collection_id, reason=(job.failure or {}).get("reason", job.status.value))
+            for job in jobs
+            if job.collection_id not in delivered
+        ]
+        base = self._read_state(run.global_model)
+        entries = [(u.collection, u.num_examples, dict(u.metrics)) for u in updates]
+        addresses = [u.address for u in updates]
+        try:
+            results = LazyResults(entries, lambda i: self.artifacts.read_bytes(addresses[i]), base)
+            state, metrics = strategy.aggregate_round(number, results, failures)
+        except (RoundError, UpdateFormatError, ValueError) as exc:
+            self._fail(session, run, round_row, f"round {number} could not be aggregated: {exc}")
+            return
+        address = self.artifacts.put_bytes(encode_state(state))  # durable before the rows naming it
+        round_row.global_model = address
+        round_row.contributed = [u.collection for u in updates]
+        round_row.dropped = {f.station: f.reason for f in failures}
+        round_row.metrics = metrics
+        round_row.station_metrics = {u.collection: dict(u.metrics) for u in updates}
+        round_row.bytes_up = sum(u.size for u in updates)
+        session.add(round_row)
+        for item in updates:
+            item.used_in_round = number
+            session.add(item)
+        run.global_model = address
+        stop = self._track_best(run, plan, metrics, number)
+        if number >= run.total_rounds or stop:
+            run.status = RunStatus.STOPPED_EARLY if stop and number < run.total_rounds else RunStatus.FINISHED
+            run.reason = stop or None
+            self._register(session, run, train, plan)
+            new_jobs: list[Job] = []
+        else:
+            new_jobs = self._open_round(session, run, train, plan, number + 1)
+        run.updated_at = utc_now()
+        session.add(run)
+        session.commit()
+        audit.record_event(
+            self.engine,
+            actor="hub",
+            role="hub",
+            action="fl.round.aggregated",
+            subject=train.id,
+            details={"round": number, "stations": len(updates), "model": address},
+        )
+        if new_jobs and callable(self._notify):
+            self._notify(job.station_id for job in new_jobs)
+
+    def _track_best(self, run: FLRun, plan: FederatedPlan, metrics: dict[str, float], number: int) -> str:
+        """Update the best metric; return why the run stops early (empty: keep going)."""
+        name = plan.early_stopping_metric
+        if not name or name not in metrics:
+            return ""
+        value = metrics[name]
+        best = run.best_metric
+        better = best is None or (value > best if plan.early_stopping_mode == "max" else value < best)
+        if better:
+            run.best_metric, run.best_round = value, number
+            return ""
+        waited = number - (run.best_round or number)
+        if plan.early_stopping_patience and waited >= plan.early_stopping_patience:
+            return f"{name} did not improve for {waited} rounds (best {run.best_metric:.4g} in round {run.best_round})"
+        return ""
+
+    def _read_state(self, address: str | None) -> dict[str, torch.Tensor] | None:
+        if address is None:
+            return None
+        return decode_state(self.artifacts.read_bytes(address))
+
+    def _fail(self, session: Session, run: FLRun, round_row: FLRound, reason: str) -> None:
+        logger.warning("federated run %s failed: %s", run.train_id, reason)
+        round_row.status = RoundStatus.FAILED
+        session.add(round_row)
+        run.status, run.reason, run.updated_at = RunStatus.FAILED, reason, utc_now()
+        session.add(run)
+        session.commit()
+
+    def _register(self, session: Session, run: FLRun, train: Train, plan: FederatedPlan) -> None:
+        """Put the final global model in the registry with its provenance."""
+        assert run.global_model is not None
+        manifest = SignedManifest.model_validate(train.signed_manifest).manifest
+        earlier = session.exec(
+            select(ModelVersion).where(ModelVersion.project_id == train.project_id, ModelVersion.name == train.name)
+        ).all()
+        rounds = list(session.exec(select(FLRound).where(FLRound.train_id == train.id).order_by(col(FLRound.number))))
+        project = session.get(Project, train.project_id)
+        collections = {  # the collection version each station trained on: its graph and publication time
+            row.id: {"graph": row.graph_iri, "published_at": row.published_at.isoformat()}
+            for row in session.exec(select(Collection).where(col(Collection.id).in_(run.collections)))
+        }
+        session.add(
+            ModelVersion(
+                project_id=train.project_id,
+                train_id=train.id,
+                name=train.name,
+                version=1 + max((row.version for row in earlier), default=0),
+                address=run.global_model,
+                size=self._size_of(run.global_model),
+                provenance={
+                    "train": f"{manifest.name}@{manifest.version}",
+                    "bundle": manifest.bundle_hash,
+                    "image": manifest.image_digest,
+                    "project": project.title if project else train.project_id,
+                    "strategy": plan.strategy,
+                    "plan": plan.model_dump(mode="json"),
+                    "parameters": manifest.parameters,
+                    "collections": collections,
+                    "rounds": [
+                        {
+                            "round": r.number,
+                            "stations": r.contributed,
+                            "dropped": r.dropped,
+                            "metrics": r.metrics,
+                            "station_metrics": r.station_metrics,
+                        }
+                        for r in rounds
+                    ],
+                    "dp": _dp_budget(plan, len(rounds)),
+                    "stopped": run.reason,
+                },
+            )
+        )
+
+    @staticmethod
+    def _round(session: Session, train_id: str, number: int) -> FLRound | None:
+        return session.exec(select(FLRound).where(FLRound.train_id == train_id, FLRound.number == number)).first()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def read_run(self, *, session: Session, train_id: str) -> FLRunPublic | None:
+        """A run with its rounds as the API shows it (None: not a federated train)."""
+        run = session.get(FLRun, train_id)
+        if run is None:
+            return None
+        rows = session.exec(select(FLRound).where(FLRound.train_id == train_id).order_by(col(FLRound.number))).all()
+        model = session.exec(select(ModelVersion).where(ModelVersion.train_id == train_id)).first()
+        return FLRunPublic(
+            train_id=run.train_id,
+            status=run.status,
+            strategy=run.strategy,
+            total_rounds=run.total_rounds,
+            current_round=run.current_round,
+            global_model=run.global_model,
+            best_metric=run.best_metric,
+            best_round=run.best_round,
+            reason=run.reason,
+            rounds=[FLRoundPublic.from_round(row) for row in rows],
+            model_id=model.id if model else None,
+        )
+
+    # -- housekeeping -----------------------------------------------------------------------
+
+    def cancel(self, train_id: str, *, reason: str) -> None:
+        """Stop a run (its jobs are cancelled by the caller)."""
+        with self._lock, Session(self.engine) as session:
+            run = session.get(FLRun, train_id)
+            if run is None or run.status != RunStatus.RUNNING:
+                return
+            run.status, run.reason, run.updated_at = RunStatus.CANCELLED, reason, utc_now()
+            session.add(run)
+            round_row = self._round(session, train_id, run.current_round)
+            if round_row is not None and round_row.status == RoundStatus.OPEN:
+                round_row.status = RoundStatus.CANCELLED
+                session.add(round_row)
+            session.commit()
+
+    def tick(self) -> int:
+        """Advance every running run (deadlines, restarts); return how many were looked at."""
+        with Session(self.engine) as session:
+            running = [row.train_id for row in session.exec(select(FLRun).where(FLRun.status == RunStatus.RUNNING))]
+        for train_id in running:
+            try:
+                self.advance(train_id)
+            except Exception:  # one broken run must not stop the others
+                logger.exception("advancing federated run %s failed", train_id)
+        return len(running)
+
+
+def _dp_budget(plan: FederatedPlan, rounds: int) -> dict[str, float | None] | None:
+    """The (ε, δ) the run spent, when the plan adds noise (Gaussian mechanism, RDP composition)."""
+    if plan.dp_noise_multiplier is None or plan.dp_clip_norm is None:
+        return None
+    sigma = plan.dp_noise_multiplier
+    if sigma <= 0:
+        return {"epsilon": None, "delta": 1e-5, "noise_multiplier": sigma, "clip_norm": plan.dp_clip_norm}
+    delta = 1e-5
+    best = math.inf
+    for alpha in [1.25, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128, 256]:
+        rdp = rounds * alpha / (2 * sigma**2)
+        best = min(best, rdp + math.log(1 / delta) / (alpha - 1))
+    return {"epsilon": best, "delta": delta, "noise_multiplier": sigma, "clip_norm": plan.dp_clip_norm}
