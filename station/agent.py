@@ -55,6 +55,7 @@ from .outbox import Outbox, file_name_for_job
 from .output_policy import DisclosureRules, OutputViolation, check_disclosure, filter_log_tail
 from .outputs import collect_outputs
 from .policy import check_acceptance, check_resources, read_policy
+from .rounds import keep_station_state, prepare_round, take_update
 from .state import StationIdentity, StationState
 from .stewards import check_job_grants, read_stewards
 from .summary import summarise_collection
@@ -352,6 +353,14 @@ class StationAgent:
             )
         manifest = job.signed_manifest.manifest
         finished = protocol.utc_now()
+        update_ref = None
+        if job.round is not None:
+            try:
+                update, update_ref, files = take_update(job, files, k=self.settings.k_anonymity)
+            except protocol.PolicyError as exc:
+                self._audit("job.failed", job_id=job.job_id, reason=str(exc), rule="update")
+                return self._envelope(job, JobStatus.FAILED, failure=JobFailure(reason=str(exc)[:2000]))
+            self.outbox.put_update(job.job_id, update)  # durable before the envelope that names it
         payload = ResultPayload(
             job_id=job.job_id,
             station=self.identity.name,
@@ -369,7 +378,7 @@ class StationAgent:
             payload.model_dump_json().encode("utf-8"), manifest.encryption_public_key, associated_data=job.job_id
         )
         self._audit("job.succeeded", job_id=job.job_id, outputs=sorted(files))
-        return self._envelope(job, JobStatus.SUCCEEDED, sealed=sealed)
+        return self._envelope(job, JobStatus.SUCCEEDED, sealed=sealed, update=update_ref)
 
     def _envelope(
         self,
@@ -378,6 +387,7 @@ class StationAgent:
         *,
         sealed: protocol.SealedBox | None = None,
         failure: JobFailure | None = None,
+        update: protocol.ModelUpdateRef | None = None,
     ) -> ResultEnvelope:
         envelope = ResultEnvelope(
             job_id=job.job_id,
@@ -386,6 +396,7 @@ class StationAgent:
             status=status,
             sealed=sealed,
             failure=failure,
+            update=update,
             created_at=protocol.utc_now(),
         )
         return protocol.sign_envelope(envelope, self.keys.signing)
@@ -517,6 +528,15 @@ class StationAgent:
             "parameters": manifest.parameters,
             "outputs": [spec.model_dump(mode="json") for spec in manifest.outputs],
         }
+        if job.round is not None:
+            job_document["round"] = prepare_round(
+                job,
+                job_dir,
+                state_root=self.state.root,
+                download=lambda address: self._download_artifact(
+                    address, what="global model", limit=self.settings.max_model_mb * _MB
+                ),
+            )
         job_file.write_bytes(protocol.canonical_json(job_document))
         asked = manifest.resources
         try:
@@ -561,8 +581,11 @@ class StationAgent:
             )
         if result.exit_code != 0:
             raise _Refusal(f"the train exited with code {result.exit_code}{said}", exit_code=result.exit_code)
+        limit_mb = self.settings.max_output_mb + (self.settings.max_model_mb if job.round is not None else 0)
         try:
-            files = collect_outputs(out_dir, manifest.outputs, max_bytes=self.settings.max_output_mb * _MB)
+            if job.round is not None:
+                keep_station_state(job, out_dir, state_root=self.state.root)
+            files = collect_outputs(out_dir, manifest.outputs, max_bytes=limit_mb * _MB)
         except protocol.PolicyError as exc:
             raise _Refusal(str(exc), rule="outputs") from exc
         self._check_disclosure(job, files)
@@ -629,6 +652,8 @@ class StationAgent:
             if delay:
                 self._sleep(delay)
             try:
+                if envelope.update is not None and not self._upload_update(envelope):
+                    return True  # refused for good: the envelope was dropped
                 response = self.client.post(path, json=envelope.model_dump(mode="json"))
             except httpx.HTTPError as exc:
                 logger.warning(
@@ -648,6 +673,27 @@ class StationAgent:
                 return True
             logger.warning("the hub answered %s to the result of job %s", _detail(response), envelope.job_id)
         return False
+
+    def _upload_update(self, envelope: ResultEnvelope) -> bool:
+        """PUT the kept model update before its envelope (idempotent); False when refused for good."""
+        assert envelope.update is not None
+        kept = self.outbox.update_file(envelope.job_id)
+        path = f"/stations/me/jobs/{quote(envelope.job_id, safe='')}/update/{envelope.update.address}"
+        if kept is None:
+            logger.error("the model update of job %s is no longer at the station", envelope.job_id)
+            return True  # the hub may hold it already; the envelope upload will tell
+        # The signed request covers the body's digest, so the update is read whole (see the README's limits).
+        response = self.client.put(
+            path, content=kept.read_bytes(), headers={"content-type": "application/octet-stream"}
+        )
+        if response.status_code in (200, 201):
+            return True
+        if 400 <= response.status_code < 500 and response.status_code not in {408, 429}:
+            logger.error("the hub refused the model update of job %s: %s", envelope.job_id, _detail(response))
+            self._audit("result.rejected", job_id=envelope.job_id, detail=_detail(response))
+            self.outbox.remove(envelope.job_id)
+            return False
+        raise httpx.HTTPError(f"the hub answered {response.status_code} to the model update")
 
     def flush_outbox(self) -> int:
         """Try to upload every queued envelope once; return how many are still waiting."""

@@ -63,6 +63,7 @@ class StationSettings(BaseSettings):
     pids: int = Field(default=256, ge=8)
     max_bundle_mb: int = Field(default=256, ge=1)
     max_output_mb: int = Field(default=64, ge=1)
+    max_model_mb: int = Field(default=4096, ge=1, description="largest global model or update of a federated round")
     kubernetes_namespace: str = "trainyard-trains"
     kubernetes_work_claim: str = Field(
         default="trainyard-work", description="PVC holding the state's work folder, shared with train pods"

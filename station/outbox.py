@@ -74,5 +74,20 @@ class Outbox:
         return envelopes
 
     def remove(self, job_id: str) -> None:
-        """Forget the envelope of ``job_id`` (after the hub accepted it)."""
+        """Forget the envelope of ``job_id`` (after the hub accepted it), and its model update."""
         self._path(job_id).unlink(missing_ok=True)
+        self._update_path(job_id).unlink(missing_ok=True)
+
+    def _update_path(self, job_id: str) -> Path:
+        return self.folder / f"{file_name_for_job(job_id)}.update"
+
+    def put_update(self, job_id: str, data: bytes) -> Path:
+        """Keep a federated job's model update until the hub has it (written before its envelope)."""
+        path = self._update_path(job_id)
+        write_private_file(path, data)
+        return path
+
+    def update_file(self, job_id: str) -> Path | None:
+        """The kept model update of ``job_id``, if any."""
+        path = self._update_path(job_id)
+        return path if path.is_file() else None
