@@ -62,6 +62,7 @@ class Role(StrEnum):
 
     RESEARCHER = "researcher"
     STEWARD = "steward"
+    OPERATOR = "operator"
     ADMIN = "admin"
 
 

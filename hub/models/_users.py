@@ -18,6 +18,7 @@ __all__ = [
     "ApiTokensPublic",
     "LoginRequest",
     "LoginResponse",
+    "OidcIdentity",
     "Token",
     "TokenScope",
     "User",
@@ -29,7 +30,11 @@ __all__ = [
 
 
 class User(SQLModel, table=True):
-    """A person: researcher, data steward (of one station) or hub admin."""
+    """A person: researcher, data steward or station operator (of one station), or hub admin.
+
+    Users who log in through OpenID Connect have an unusable ``password_hash`` ("!") and an
+    :class:`OidcIdentity` row naming their issuer and subject.
+    """
 
     id: str = Field(default_factory=new_id, primary_key=True)
     username: str = Field(unique=True, index=True, max_length=64)
@@ -39,6 +44,16 @@ class User(SQLModel, table=True):
     signing_public_key: str | None = None
     encryption_public_key: str | None = None
     created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class OidcIdentity(SQLModel, table=True):
+    """Which OpenID provider account (issuer and ``sub``) a hub user logs in as; never matched by name."""
+
+    issuer: str = Field(primary_key=True, max_length=500)
+    subject: str = Field(primary_key=True, max_length=255)
+    user_id: str = Field(foreign_key="user.id", unique=True, index=True, ondelete="CASCADE")
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+    last_login_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
 
 
 class TokenScope(StrEnum):
