@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from protocol import OutputSpec, ProtocolError, TrainKind
+from pydantic import ValidationError
+
+from protocol import FederatedPlan, OutputSpec, ProtocolError, TrainKind
 
 from ._trains import ParameterSpec, parse_parameters, parse_resources, validate_parameters
 
@@ -35,6 +37,7 @@ class TrainConfig:
     parameter_specs: dict[str, ParameterSpec] = field(default_factory=dict)
     resources: dict[str, float] = field(default_factory=dict)
     description: str = ""
+    federated: FederatedPlan | None = None
 
     def parameters_with(self, given: dict[str, Any] | None) -> dict[str, Any]:
         """The defaults updated with ``given``, each checked against its declared spec."""
@@ -74,6 +77,7 @@ def read_train_config(train_dir: Path) -> TrainConfig:
         raise ProtocolError(f"{path}: the entrypoint {entrypoint!r} does not exist in the train folder")
     specs = parse_parameters(data.get("parameters", {}), path=path)
     resources = parse_resources(data.get("resources", {}), path=path)
+    federated = _parse_federated(data.get("federated"), kind=kind, outputs=outputs, path=path)
     parameters = {name: spec.default for name, spec in specs.items() if spec.default is not None}
     return TrainConfig(
         name=name,
@@ -85,7 +89,34 @@ def read_train_config(train_dir: Path) -> TrainConfig:
         parameter_specs=specs,
         resources=resources,
         description=str(train.get("description", "")),
+        federated=federated,
     )
+
+
+def _parse_federated(
+    raw: Any, *, kind: TrainKind, outputs: tuple[OutputSpec, ...], path: Path
+) -> FederatedPlan | None:
+    """The ``[federated]`` table: a federated train's round plan (defaults when left out)."""
+    if kind != TrainKind.FEDERATED:
+        if raw is not None:
+            raise ProtocolError(f"{path}: a [federated] table needs kind = \"federated\"")
+        return None
+    if raw is not None and not isinstance(raw, dict):
+        raise ProtocolError(f"{path}: [federated] must be a table")
+    try:
+        plan = FederatedPlan.model_validate(raw or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"federated.{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise ProtocolError(f"{path}: {problems}") from exc
+    kinds = {spec.name: spec.type for spec in outputs}
+    if kinds.get(plan.update_output) != "safetensors":
+        raise ProtocolError(
+            f"{path}: a federated train declares its update as an output "
+            f"{{ name = \"{plan.update_output}\", type = \"safetensors\" }}"
+        )
+    return plan
 
 
 def _files_of(train_dir: Path) -> list[Path]:

@@ -32,6 +32,7 @@ from protocol import (
     sign_grant,
     sign_manifest,
     utc_now,
+    verify_content_address,
     verify_envelope,
 )
 
@@ -299,6 +300,7 @@ class TrainyardClient:
             image_digest=image_digest,
             image_archive=None if image_archive is None else content_address(image_archive),
             resources=config.resources,
+            federated=config.federated,
             project_id=project_id,
             collections=tuple(collections),
             researcher=researcher,
@@ -318,6 +320,29 @@ class TrainyardClient:
         """A train with the status of each of its jobs."""
         result: dict[str, Any] = self._json("GET", f"/trains/{train_id}")
         return result
+
+    def read_train_rounds(self, train_id: str) -> dict[str, Any]:
+        """A federated train's rounds: participants, aggregated and per-station metrics, bytes moved."""
+        result: dict[str, Any] = self._json("GET", f"/trains/{train_id}/rounds")
+        return result
+
+    def read_models(self, project_id: str | None = None) -> dict[str, Any]:
+        """The registered models of the caller's projects (``data`` and ``count``)."""
+        params = {"project_id": project_id} if project_id else None
+        result: dict[str, Any] = self._json("GET", "/models", params=params)
+        return result
+
+    def read_model(self, model_id: str) -> dict[str, Any]:
+        """One registered model with its provenance."""
+        result: dict[str, Any] = self._json("GET", f"/models/{model_id}")
+        return result
+
+    def fetch_model_weights(self, model_id: str) -> bytes:
+        """Download a registered model's safetensors weights and check them against their content address."""
+        model = self.read_model(model_id)
+        response = self._request("GET", f"/models/{model_id}/weights")
+        verify_content_address(response.content, model["address"])
+        return response.content
 
     def cancel_train(self, train_id: str) -> dict[str, Any]:
         """Cancel a train's unfinished jobs; return the train with its jobs."""

@@ -2,7 +2,8 @@
 
 Synthetic DICOM collections → harvest and publish → catalog search → access request →
 steward approvals → the cohort-stats train at every station → results fetched, verified
-and decrypted on the researcher's side.
+and decrypted on the researcher's side → a federated training run (fed-bodypart, FedAvg) whose
+rounds and per-round validation accuracy are shown, ending in the model registry.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from protocol import KeyPair, TrainyardError, generate_key_pair, save_key_pair
 
 from ._client import TrainyardClient
 from ._federation import FederationError, LocalFederation
+from ._rounds import rounds_table
 
-__all__ = ["DEMO_SITES", "DemoResult", "default_train_dir", "run_demo"]
+__all__ = ["DEMO_SITES", "DemoResult", "default_fl_train_dir", "default_train_dir", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,48 @@ class DemoResult:
     search_hits: list[dict[str, Any]] = field(default_factory=list)
     job_status: dict[str, str] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
+    fl_run: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
 
 def default_train_dir() -> Path:
     """The cohort-stats example train of this source tree."""
     return Path(__file__).resolve().parents[1] / "examples" / "trains" / "cohort-stats"
+
+
+def default_fl_train_dir() -> Path:
+    """The fed-bodypart federated example train of this source tree."""
+    return Path(__file__).resolve().parents[1] / "examples" / "trains" / "fed-bodypart"
+
+
+def _wait_for_rounds(
+    client: TrainyardClient, federation: LocalFederation, train_id: str, console: Console
+) -> dict[str, Any]:
+    """Follow a federated run round by round until it ends; return its rounds."""
+    deadline = time.monotonic() + _JOB_TIMEOUT_S
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+    )
+    with Progress(*columns, TimeElapsedColumn(), console=console, transient=False) as progress:
+        run = client.read_train_rounds(train_id)
+        task = progress.add_task("federated rounds", total=run["total_rounds"])
+        while True:
+            run = client.read_train_rounds(train_id)
+            done = [row for row in run["rounds"] if row["status"] != "open"]
+            last = (done[-1]["metrics"] if done else {}).get("val_accuracy")
+            said = f", last val_accuracy {last:.3f}" if last is not None else ""
+            progress.update(
+                task, completed=len(done), description=f"round {run['current_round']} ({run['status']}{said})"
+            )
+            if run["status"] != "running":
+                return run
+            if time.monotonic() > deadline:
+                raise FederationError(f"the federated run did not finish within {_JOB_TIMEOUT_S:.0f} s")
+            federation.check_alive()
+            time.sleep(0.3)
 
 
 def _prepare_state(state_dir: Path, console: Console) -> None:
@@ -154,6 +192,7 @@ def run_demo(
     executor: str = "sandbox",
     patients: int = 16,
     train_dir: Path | None = None,
+    fl_train_dir: Path | None = None,
     console: Console | None = None,
     on_result: Callable[[DemoResult], None] | None = None,
 ) -> DemoResult:
@@ -275,6 +314,24 @@ def run_demo(
                 continue
             fetched = researcher.fetch_result(job["id"], keys=keys)
             result.results[job["station"]] = fetched.json_output("cohort.json")
+
+        _step(console, "Federated training: fed-bodypart (chest vs abdomen CT), FedAvg across the stations")
+        fl_train = researcher.submit_train(
+            fl_train_dir or default_fl_train_dir(),
+            keys=keys,
+            researcher=_RESEARCHER,
+            project_id=project["id"],
+            collections=collection_ids,
+        )
+        console.print(f"  train {fl_train['id'][:8]}: round 1 → {len(fl_train['jobs'])} jobs, one per station")
+        result.fl_run = _wait_for_rounds(researcher, federation, fl_train["id"], console)
+        console.print(rounds_table(result.fl_run))
+        if result.fl_run.get("model_id"):
+            model = researcher.read_model(result.fl_run["model_id"])
+            console.print(
+                f"  model {model['name']} v{model['version']} ({model['size']} bytes of safetensors) is in the "
+                f"registry with its provenance: trainyard models get {model['id']}"
+            )
         researcher.close()
         admin.close()
     result.seconds = time.monotonic() - started

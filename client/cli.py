@@ -28,6 +28,7 @@ from ._bundle import build_bundle, read_train_config
 from ._client import TrainyardClient
 from ._demo import explain_failure, print_results, run_demo
 from ._keyring import Keyring
+from ._rounds import rounds_table
 from ._trains import DEFAULT_BASE_IMAGE, build_image, image_id_of_archive, write_template
 
 __all__ = ["app", "main"]
@@ -412,6 +413,63 @@ def train_status(train_id: Annotated[str, typer.Argument(help="The train id.")])
             job["id"], job["station"], job["collection"], job["status"], (job.get("failure") or {}).get("reason", "")
         )
     console.print(table)
+
+
+@train_app.command("rounds")
+def train_rounds(train_id: Annotated[str, typer.Argument(help="The federated train's id.")]) -> None:
+    """Show a federated train's rounds: stations, aggregated metrics, bytes uploaded, dropouts."""
+    try:
+        run = _client().read_train_rounds(train_id)
+    except TrainyardError as error:
+        _fail(error)
+    console.print(rounds_table(run))
+    if run.get("model_id"):
+        console.print(f"model {run['model_id']} is in the registry: trainyard models get {run['model_id']}")
+
+
+models_app = typer.Typer(help="The model registry: trained models with provenance.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(project: Annotated[str | None, typer.Option(help="Only this project's models.")] = None) -> None:
+    """List the registered models of your projects."""
+    try:
+        models = _client().read_models(project)["data"]
+    except TrainyardError as error:
+        _fail(error)
+    table = Table("model", "name", "version", "strategy", "rounds", "size", "created")
+    for model in models:
+        provenance = model.get("provenance") or {}
+        table.add_row(
+            model["id"],
+            model["name"],
+            str(model["version"]),
+            str(provenance.get("strategy", "")),
+            str(len(provenance.get("rounds") or [])),
+            str(model["size"]),
+            model["created_at"],
+        )
+    console.print(table)
+
+
+@models_app.command("get")
+def models_get(
+    model_id: Annotated[str, typer.Argument(help="The model id from 'trainyard models list'.")],
+    out: Annotated[Path, typer.Option(help="Folder for the weights and provenance.")] = Path("models"),
+) -> None:
+    """Download a model's safetensors weights (checked against their content address) and its provenance."""
+    try:
+        client = _client()
+        model = client.read_model(model_id)
+        weights = client.fetch_model_weights(model_id)
+    except TrainyardError as error:
+        _fail(error)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{model['name']}-v{model['version']}"
+    (out / f"{stem}.safetensors").write_bytes(weights)
+    (out / f"{stem}.provenance.json").write_text(json.dumps(model, indent=2), encoding="utf-8")
+    console.print(f"{stem}: {len(weights)} bytes → {out / (stem + '.safetensors')} (+ provenance.json)")
 
 
 @results_app.command("get")

@@ -16,12 +16,14 @@ from ._disclosure import suppress_small_count as suppress_small_count
 from ._disclosure import suppress_small_counts as suppress_small_counts
 from ._errors import TrainkitError as TrainkitError
 from ._job import Job as Job
+from ._job import Round as Round
 from ._job import job as job
 from ._outputs import OutputWriter as OutputWriter
 
 __all__ = [
     "Job",
     "OutputWriter",
+    "Round",
     "TrainkitError",
     "iter_dicom_files",
     "job",

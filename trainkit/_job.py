@@ -36,12 +36,35 @@ from typing import Any
 from ._errors import TrainkitError
 from ._outputs import OutputWriter, is_plain_file_name
 
-__all__ = ["Job", "job"]
+__all__ = ["Job", "Round", "job"]
 
 DEFAULT_JOB_FILE = "/job/job.json"
 DEFAULT_DATA_DIR = "/data"
 DEFAULT_OUT_DIR = "/out"
 DEFAULT_TRAIN_DIR = "/train"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Round:
+    """A federated job's round, as the station hands it over in the job file's ``round`` section.
+
+    Attributes
+    ----------
+    number
+        The round, from 1.
+    config
+        The hub's round config (keys of ``protocol.FLConfigKey``: local epochs, learning rate, ...).
+    global_model
+        The global model's safetensors file (None in round 1: start from the seed).
+    station_state
+        What this train kept at this station after its previous round (None the first time);
+        write the new one as ``station_state.safetensors`` in the output folder.
+    """
+
+    number: int
+    config: dict[str, Any] = field(default_factory=dict)
+    global_model: Path | None = None
+    station_state: Path | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +85,8 @@ class Job:
         Output name → type (``json``, ``csv``, ``text`` or ``safetensors``).
     out
         The writer for the declared outputs.
+    round
+        A federated job's round (None for analysis trains).
     """
 
     job_id: str
@@ -72,6 +97,7 @@ class Job:
     parameters: dict[str, Any] = field(default_factory=dict)
     declared_outputs: dict[str, str] = field(default_factory=dict)
     out: OutputWriter
+    round: Round | None = None
 
 
 def _string_field(document: Mapping[str, Any], key: str, *, required: bool, source: Path) -> str:
@@ -100,6 +126,49 @@ def _parse_outputs(raw: Any, *, source: Path) -> dict[str, str]:
             raise TrainkitError(f"job file {source}: output name {name!r} is not a plain file name")
         outputs[name] = kind
     return outputs
+
+
+def _parse_round(raw: Any, *, source: Path) -> Round | None:
+    """Read the job file's ``round`` section; file names are relative to the job file's folder."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise TrainkitError(f"job file {source}: 'round' must be an object")
+    number = raw.get("number")
+    if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+        raise TrainkitError(f"job file {source}: 'round.number' must be a whole number from 1")
+    config = raw.get("config", {})
+    if not isinstance(config, Mapping):
+        raise TrainkitError(f"job file {source}: 'round.config' must be an object")
+
+    def file_of(key: str) -> Path | None:
+        name = raw.get(key)
+        if name is None:
+            return None
+        if not isinstance(name, str) or not is_plain_file_name(name):
+            raise TrainkitError(f"job file {source}: 'round.{key}' must be a plain file name")
+        return source.parent / name
+
+    return Round(
+        number=number,
+        config=dict(config),
+        global_model=file_of("global_model"),
+        station_state=file_of("station_state"),
+    )
+
+
+def _parameter_defaults(table: Any) -> dict[str, Any]:
+    """``[parameters]`` defaults: a plain value, or the ``default`` of a ``{ type = ..., default = ... }`` spec."""
+    if not isinstance(table, Mapping):
+        return {}
+    defaults: dict[str, Any] = {}
+    for name, value in table.items():
+        if isinstance(value, Mapping):
+            if "default" in value:
+                defaults[name] = value["default"]
+        else:
+            defaults[name] = value
+    return defaults
 
 
 def _read_train_toml(train_dir: Path) -> dict[str, Any]:
@@ -168,8 +237,7 @@ def job() -> Job:
     parameters = document.get("parameters", manifest.get("parameters", {}))
     if not isinstance(parameters, Mapping):
         raise TrainkitError(f"job file {source}: 'parameters' must be an object")
-    defaults = toml.get("parameters", {})
-    merged = {**(defaults if isinstance(defaults, Mapping) else {}), **parameters}
+    merged = {**_parameter_defaults(toml.get("parameters", {})), **parameters}
 
     raw_outputs = document.get("outputs", manifest.get("outputs", toml.get("outputs")))
     if raw_outputs is None:
@@ -185,4 +253,5 @@ def job() -> Job:
         parameters=merged,
         declared_outputs=outputs,
         out=OutputWriter(out_dir, outputs),
+        round=_parse_round(document.get("round"), source=source),
     )

@@ -13,6 +13,7 @@ from hub.api.routes import (
     fdp,
     graphql,
     jobs,
+    models,
     projects,
     sparql,
     stations,
@@ -35,6 +36,7 @@ api_router.include_router(access_requests.router)
 api_router.include_router(artifacts.router)
 api_router.include_router(trains.router)
 api_router.include_router(jobs.router)
+api_router.include_router(models.router)
 api_router.include_router(graphql.router)
 api_router.include_router(sparql.router)
 api_router.include_router(fdp.router)

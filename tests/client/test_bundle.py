@@ -81,3 +81,55 @@ def test_read_train_config_bad_input(tmp_path: Path, text: str, message: str) ->
 
     with pytest.raises(ProtocolError, match=message):
         read_train_config(tmp_path)
+
+
+_FEDERATED = """
+name = "fed"
+kind = "federated"
+entrypoint = "main.py"
+outputs = [{ name = "update.safetensors", type = "safetensors" }, { name = "update.json", type = "json" }]
+"""
+
+
+def _federated_dir(tmp_path: Path, extra: str) -> Path:
+    (tmp_path / "main.py").write_text("print('hi')\n")
+    (tmp_path / "train.toml").write_text(_FEDERATED + extra)
+    return tmp_path
+
+
+def test_read_train_config_federated_plan(tmp_path: Path) -> None:
+    config = read_train_config(_federated_dir(tmp_path, '[federated]\nstrategy = "fedprox"\nrounds = 5\n'))
+
+    assert config.federated is not None
+    assert (config.federated.strategy, config.federated.rounds, config.federated.compression) == ("fedprox", 5, "fp16")
+
+
+def test_read_train_config_federated_defaults(tmp_path: Path) -> None:
+    config = read_train_config(_federated_dir(tmp_path, ""))
+
+    assert config.federated is not None
+    assert config.federated.strategy == "fedavg"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('[federated]\nstrategy = "fedmagic"\n', "federated.strategy"),
+        ("[federated]\nrounds = 0\n", "federated.rounds"),
+        ("[federated]\ncolour = 1\n", "federated.colour"),
+        ('[federated]\nupdate_output = "weights.safetensors"\n', 'name = "weights.safetensors"'),
+    ],
+)
+def test_read_train_config_bad_federated_plan(tmp_path: Path, extra: str, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        read_train_config(_federated_dir(tmp_path, extra))
+
+
+def test_read_train_config_federated_table_needs_federated_kind(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text("print('hi')\n")
+    (tmp_path / "train.toml").write_text(
+        'name = "a"\nentrypoint = "main.py"\noutputs = [{ name = "r.json" }]\n[federated]\nrounds = 2\n'
+    )
+
+    with pytest.raises(ProtocolError, match='kind = "federated"'):
+        read_train_config(tmp_path)

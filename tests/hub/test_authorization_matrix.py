@@ -79,6 +79,9 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/trains/{train_id}"): frozenset({RESEARCHER}),
     ("POST", "/trains/{train_id}/cancel"): frozenset({RESEARCHER}),
     ("GET", "/trains/{train_id}/rounds"): frozenset({RESEARCHER}),
+    ("GET", "/models"): RESEARCHERS,
+    ("GET", "/models/{model_id}"): RESEARCHERS,
+    ("GET", "/models/{model_id}/weights"): RESEARCHERS,
     ("GET", "/jobs/{job_id}/result"): frozenset({RESEARCHER}),
     ("GET", "/graphql"): ANY_USER | {ANONYMOUS},  # guests may search (rounded counts); members see more
     ("POST", "/graphql"): ANY_USER | {ANONYMOUS},
@@ -140,6 +143,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 "decision_id": pending["decisions"][0]["id"],  # type: ignore[index]
                 "address": bundle,
                 "token_id": "no-such-token",
+                "model_id": "no-such-model",
             },
         )
     security._N = original

@@ -10,6 +10,7 @@ def test_exported_members_are_sorted_and_complete() -> None:
     expected = [
         "Job",
         "OutputWriter",
+        "Round",
         "TrainkitError",
         "iter_dicom_files",
         "job",

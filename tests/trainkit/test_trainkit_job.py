@@ -111,3 +111,50 @@ def test_job_broken_train_toml(folders: dict[str, Path]) -> None:
     write_job(folders, {"job_id": "j", "outputs": ["a.json"]})
     with pytest.raises(TrainkitError, match=r"train\.toml"):
         trainkit.job()
+
+
+def test_job_reads_a_federated_round(folders: dict[str, Path]) -> None:
+    round_section = {
+        "number": 3,
+        "config": {"local_epochs": 2},
+        "global_model": "global.safetensors",
+        "station_state": None,
+    }
+    write_job(folders, {"job_id": "j", "outputs": ["update.json"], "round": round_section})
+
+    current = trainkit.job()
+
+    assert current.round == trainkit.Round(
+        number=3, config={"local_epochs": 2}, global_model=folders["job"] / "global.safetensors"
+    )
+
+
+def test_analysis_job_has_no_round(folders: dict[str, Path]) -> None:
+    write_job(folders, {"job_id": "j", "outputs": ["result.json"]})
+
+    assert trainkit.job().round is None
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ([], "'round' must be an object"),
+        ({"number": 0}, "whole number from 1"),
+        ({"number": 1, "config": []}, "'round.config' must be an object"),
+        ({"number": 1, "global_model": "../../etc/passwd"}, "plain file name"),
+    ],
+)
+def test_job_malformed_round(folders: dict[str, Path], section: object, message: str) -> None:
+    write_job(folders, {"job_id": "j", "outputs": ["update.json"], "round": section})
+
+    with pytest.raises(TrainkitError, match=message):
+        trainkit.job()
+
+
+def test_job_parameter_defaults_from_train_toml_specs(folders: dict[str, Path]) -> None:
+    (folders["train"] / "train.toml").write_text(
+        '[parameters]\nshare = { type = "number", default = 0.25 }\nk = 5\nbare = { type = "integer" }\n'
+    )
+    write_job(folders, {"job_id": "j", "outputs": ["r.json"]})
+
+    assert trainkit.job().parameters == {"share": 0.25, "k": 5}

@@ -236,6 +236,8 @@ async def upload_job_update(
     job = await anyio.to_thread.run_sync(_job_for_station, engine, job_id, station.id)
     if job.fl_round is None:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"job {job_id!r} is not a federated round's job")
+    if job.status == JobStatus.SUCCEEDED and artifacts.has(address):
+        return ArtifactPublic(address=address, size=artifacts.path_for(address).stat().st_size)  # a retry
     if job.status != JobStatus.RUNNING:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"job {job_id!r} is {job.status.value}, not running")
     limit = settings.max_update_bytes
