@@ -215,17 +215,32 @@ files = sum(1 for _ in trainkit.iter_dicom_files(job.data_dir))
 job.out.write_json("result.json", {{"files": trainkit.suppress_small_count(files, k=k), "k": k}})
 '''
 
-_FEDERATED_MAIN = '''"""{name}: a federated train. Each round it trains locally and writes model weights to /out.
+_FEDERATED_MAIN = '''"""{name}: a federated train. Each round it trains locally and writes its update to /out.
 
-Weights are safetensors (never pickles); the hub aggregates them between rounds.
+The hub sends the round's config and (after round 1) the global model; the train writes its new
+weights as safetensors (never pickles) plus ``update.json`` (example count and metrics). The hub
+aggregates the stations' updates between rounds.
 """
+
+import numpy as np
+from safetensors.numpy import load_file, save
 
 import trainkit
 
 job = trainkit.job()
-epochs = int(job.parameters["epochs"])
-# Train here; write the weights with safetensors (e.g. job.out.write_bytes("weights.safetensors", ...)).
-job.out.write_json("metrics.json", {{"epochs": epochs}})
+if job.round is None:
+    raise SystemExit("{name} is a federated train: it runs in a hub-run round")
+config = job.round.config
+weights = {{"w": np.zeros(4, dtype=np.float32)}}  # round 1 starts from the same seed everywhere
+if job.round.global_model is not None:
+    weights = load_file(str(job.round.global_model))
+
+# Train here on the files under job.data_dir for config["local_epochs"] epochs.
+examples = sum(1 for _ in trainkit.iter_dicom_files(job.data_dir))
+weights = {{key: value + float(config.get("learning_rate", 0.01)) for key, value in weights.items()}}
+
+job.out.write_bytes("update.safetensors", save(weights))
+job.out.write_json("update.json", {{"num_examples": examples, "metrics": {{"examples": examples}}}})
 '''
 
 _TEMPLATES = {
@@ -255,11 +270,17 @@ version = "0.1.0"
 kind = "federated"
 entrypoint = "main.py"
 description = "What this model learns, for the stewards who approve it."
-outputs = [{{ name = "metrics.json", type = "json" }}]
+outputs = [
+  {{ name = "update.safetensors", type = "safetensors" }},
+  {{ name = "update.json", type = "json" }},
+]
 
-[parameters]
-epochs = {{ type = "integer", default = 1, minimum = 1, maximum = 100 }}
-learning_rate = {{ type = "number", default = 0.001, minimum = 0.0, maximum = 1.0 }}
+[federated]
+strategy = "fedavg"
+rounds = 3
+min_stations = 2
+local_epochs = 1
+learning_rate = 0.01
 
 [resources]
 cpu = 2
