@@ -6,11 +6,19 @@ from it at start-up (:meth:`SearchIndex.from_store`) and every publication repla
 (:meth:`SearchIndex.upsert`), which swaps in a new immutable snapshot under a lock, so readers
 never see half an update.
 
-A snapshot holds numeric columns (subjects, studies, series, instances; ``-1`` when suppressed),
-and for each facet (modality, body part, manufacturer, station) the values' codes in CSR form
-(``codes`` with the row of each code in ``owners``), so filtering is a boolean mask and each
-facet's counts — with every *other* filter applied, as a faceted interface expects — are one
-``np.bincount``. Free text is an inverted index of title, description and keyword tokens.
+A snapshot holds numeric columns (subjects, studies, series, instances, typical ages; ``-1`` when
+unknown or suppressed), and for each list facet (modality, body part, manufacturer, station,
+disease, annotation type, data use) the values' codes in CSR form (``codes`` with the row of each
+code in ``owners``), so filtering is a boolean mask and each facet's counts — with every *other*
+filter applied, as a faceted interface expects — are one ``np.bincount``. Three more facets are
+buckets of columns: subject-count ranges, age decades (a collection counts in every decade its
+typical age range overlaps) and research purposes its DUO conditions permit (decided once per
+distinct policy, not per row). Free text is an inverted index of title, description, keyword and
+disease-label tokens.
+
+Guests (``SearchQuery.guest``) filter, bucket and sort on subject counts rounded down to a
+multiple of :data:`GUEST_STEP`, the same numbers they are shown, so a sweep of narrow
+``min_subjects``/``max_subjects`` ranges learns nothing finer than the rounding.
 """
 
 from __future__ import annotations
@@ -19,17 +27,51 @@ import base64
 import json
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyoxigraph as ox
 
-__all__ = ["FACETS", "CollectionRecord", "SearchIndex", "SearchQuery", "SearchResult"]
+from hub.catalog.duo import DUO_DS, DUO_GRU, DUO_HMB, DUO_MDS, is_purpose_permitted
+from ontology import HEALTHDCATAP
 
-FACETS = ("modality", "body_part", "manufacturer", "station")
+__all__ = [
+    "AGE_BANDS",
+    "FACETS",
+    "GUEST_STEP",
+    "LIST_FACETS",
+    "PURPOSES",
+    "SUBJECT_BUCKETS",
+    "CollectionRecord",
+    "SearchIndex",
+    "SearchQuery",
+    "SearchResult",
+    "disease_matches",
+]
+
+LIST_FACETS = ("modality", "body_part", "manufacturer", "station", "disease", "annotation", "data_use")
+"""Facets whose values a collection lists (several per collection)."""
+SUBJECT_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
+    ("0-49", 0, 49),
+    ("50-99", 50, 99),
+    ("100-499", 100, 499),
+    ("500-999", 500, 999),
+    ("1000+", 1000, None),
+)
+"""Subject-count ranges of the ``subjects`` facet (label, lowest, highest)."""
+AGE_BANDS: tuple[tuple[str, int, int | None], ...] = (
+    *((f"{low}-{low + 9}", low, low + 9) for low in range(0, 90, 10)),
+    ("90+", 90, None),
+)
+"""Decades of the ``age`` facet: a collection counts in each one its typical age range overlaps."""
+PURPOSES = (DUO_GRU, DUO_HMB, DUO_MDS)
+"""Research purposes of the ``purpose`` facet (plus DS, DUO:0000007, when the query names diseases)."""
+FACETS = (*LIST_FACETS, "subjects", "age", "purpose")
+GUEST_STEP = 10
 _TY = "https://w3id.org/trainyard/ontology#"
 _DCM = "http://dicom.nema.org/resources/ontology/DCM/"
+_OBO = "http://purl.obolibrary.org/obo/"
 _TOKEN = re.compile(r"[a-z0-9]+")
 _SORTS = ("subjects_desc", "subjects_asc", "title", "modified_desc")
 
@@ -52,23 +94,48 @@ class CollectionRecord:
     body_part: tuple[str, ...] = ()
     manufacturer: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
+    disease: tuple[str, ...] = ()
+    """Disease codes as ``SYSTEM:CODE`` (``ICD-10:C34.1``, ``SNOMED-CT:254637007``)."""
+    disease_labels: tuple[str, ...] = ()
+    """The label of each disease code, in the same order (``""`` when the station gave none)."""
+    annotation: tuple[str, ...] = ()
+    """Annotation types (the ty: concept's name: ``Segmentation``, ``BoundingBox``)."""
+    data_use: tuple[str, ...] = ()
+    """GA4GH DUO data-use conditions (``DUO:0000042``)."""
+    min_age: int | None = None
+    max_age: int | None = None
 
 
 @dataclass(frozen=True)
 class SearchQuery:
-    """Filters (values within a facet are OR-ed, facets AND-ed), text, sort and page."""
+    """Filters (values within a facet are OR-ed, facets AND-ed), text, sort and page.
+
+    ``disease`` matches a code exactly, without its system (``C34.1``) or as an ICD-10 category
+    (``C34`` finds ``C34.1``). ``min_age``/``max_age`` keep collections whose typical age range
+    overlaps the given one (collections without ages are left out). ``purpose`` keeps collections
+    whose DUO conditions permit that research purpose (with ``purpose_diseases`` for disease-specific
+    research, DUO:0000007). ``guest`` applies the anonymous view's rounding to subject counts.
+    """
 
     modality: tuple[str, ...] = ()
     body_part: tuple[str, ...] = ()
     manufacturer: tuple[str, ...] = ()
     station: tuple[str, ...] = ()
+    disease: tuple[str, ...] = ()
+    annotation: tuple[str, ...] = ()
+    data_use: tuple[str, ...] = ()
     min_subjects: int | None = None
     max_subjects: int | None = None
+    min_age: int | None = None
+    max_age: int | None = None
+    purpose: str | None = None
+    purpose_diseases: tuple[str, ...] = ()
     text: str = ""
     sort: str = "subjects_desc"
     first: int = 20
     after: str | None = None
     facet_limit: int = 50
+    guest: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,8 +154,33 @@ def _tokens(text: str) -> set[str]:
 
 
 def _record_text(record: CollectionRecord) -> str:
-    """What free text searches: title, description, id and keywords."""
-    return " ".join((record.title, record.description, record.id, *record.keywords))
+    """What free text searches: title, description, id, keywords and disease labels."""
+    return " ".join((record.title, record.description, record.id, *record.keywords, *record.disease_labels))
+
+
+def _values(record: CollectionRecord, facet: str) -> tuple[str, ...]:
+    return (record.station,) if facet == "station" else getattr(record, facet)
+
+
+def _fold(facet: str, value: str) -> str:
+    """How a facet's filter values compare: stations exactly, everything else case-insensitively."""
+    return value if facet == "station" else value.upper()
+
+
+def _disease_keys(code: str) -> set[str]:
+    """What a collection's disease code answers to: ``ICD-10:C34.1`` → itself, ``C34.1``, ``ICD-10:C34``, ``C34``."""
+    code = code.upper()
+    system, _, notation = code.rpartition(":")
+    keys = {code, notation}
+    if system == "ICD-10" and "." in notation:
+        category = notation.split(".", 1)[0]
+        keys |= {category, f"{system}:{category}"}
+    return keys
+
+
+def disease_matches(wanted: str, code: str) -> bool:
+    """Whether a disease filter value finds a collection's code (exact, without system, or ICD-10 category)."""
+    return wanted.strip().upper() in _disease_keys(code)
 
 
 def _orders(records: Sequence[CollectionRecord], subjects: np.ndarray) -> dict[str, np.ndarray]:
@@ -104,6 +196,14 @@ def _orders(records: Sequence[CollectionRecord], subjects: np.ndarray) -> dict[s
     }
 
 
+def _guest_subjects(subjects: np.ndarray) -> np.ndarray:
+    return np.where(subjects >= 0, subjects - subjects % GUEST_STEP, -1)
+
+
+def _policy_key(record: CollectionRecord) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return (record.data_use, record.disease)
+
+
 @dataclass
 class _Snapshot:
     records: list[CollectionRecord]
@@ -115,18 +215,26 @@ class _Snapshot:
     lookup: dict[str, dict[str, int]] = field(default_factory=dict)
     text: dict[str, np.ndarray] = field(default_factory=dict)
     order: dict[str, np.ndarray] = field(default_factory=dict)
+    policies: list[tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)
+    policy: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
     _exact: dict[str, dict[str, int]] = field(default_factory=dict)
+    _cache: dict[object, np.ndarray] = field(default_factory=dict)
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def build(cls, records: Sequence[CollectionRecord]) -> _Snapshot:
         snapshot = cls(records=list(records))
-        for name in ("subjects", "studies", "series", "instances"):
+        for name in _NUMBERS:
             snapshot.numbers[name] = np.array(
                 [getattr(record, name) if getattr(record, name) is not None else -1 for record in records],
                 dtype=np.int64,
             )
-        for facet in FACETS:
-            lists = [(record.station,) if facet == "station" else getattr(record, facet) for record in records]
+        keys = [_policy_key(record) for record in records]
+        snapshot.policies = sorted(set(keys))
+        where = {key: code for code, key in enumerate(snapshot.policies)}
+        snapshot.policy = np.fromiter((where[key] for key in keys), dtype=np.int32, count=len(keys))
+        for facet in LIST_FACETS:
+            lists = [_values(record, facet) for record in records]
             vocabulary = sorted({value for values in lists for value in values})
             position = {value: code for code, value in enumerate(vocabulary)}
             snapshot.values[facet] = vocabulary
@@ -140,8 +248,7 @@ class _Snapshot:
             bounds = np.searchsorted(snapshot.codes[facet][by_code], np.arange(len(vocabulary) + 1))
             rows = snapshot.owners[facet][by_code]
             snapshot.postings[facet] = [rows[bounds[code] : bounds[code + 1]] for code in range(len(vocabulary))]
-            fold = (lambda value: value) if facet == "station" else str.upper
-            snapshot.lookup[facet] = {fold(value): code for code, value in enumerate(vocabulary)}
+            snapshot.lookup[facet] = {_fold(facet, value): code for code, value in enumerate(vocabulary)}
         postings: dict[str, list[int]] = {}
         for row, record in enumerate(records):
             for token in _tokens(_record_text(record)):
@@ -156,24 +263,28 @@ class _Snapshot:
         if row is None:
             return None
         old = self.records[row]
-        new_values = {facet: (record.station,) if facet == "station" else getattr(record, facet) for facet in FACETS}
+        new_values = {facet: _values(record, facet) for facet in LIST_FACETS}
         if any(value not in self.lookup_exact(facet) for facet, values in new_values.items() for value in values):
             return None  # a value the vocabulary lacks: codes would shift
+        key = _policy_key(record)
+        if key not in self.policies:
+            return None
         copy = _Snapshot(records=list(self.records))
         copy.records[row] = record
-        copy.values, copy.lookup = self.values, self.lookup
+        copy.values, copy.lookup, copy.policies = self.values, self.lookup, self.policies
+        copy.policy = self.policy.copy()
+        copy.policy[row] = self.policies.index(key)
         for name, column in self.numbers.items():
             copy.numbers[name] = column.copy()
             value = getattr(record, name)
             copy.numbers[name][row] = value if value is not None else -1
-        for facet in FACETS:
+        for facet in LIST_FACETS:
             keep = self.owners[facet] != row
             codes = np.array([self.lookup_exact(facet)[value] for value in new_values[facet]], dtype=np.int32)
             copy.codes[facet] = np.concatenate([self.codes[facet][keep], codes])
             copy.owners[facet] = np.concatenate([self.owners[facet][keep], np.full(len(codes), row, dtype=np.int32)])
             postings = list(self.postings[facet])
-            old_values = (old.station,) if facet == "station" else getattr(old, facet)
-            for value in old_values:
+            for value in _values(old, facet):
                 code = self.lookup_exact(facet)[value]
                 postings[code] = postings[code][postings[code] != row]
             for code in codes:
@@ -196,16 +307,123 @@ class _Snapshot:
             cached = self._exact[facet] = {value: code for code, value in enumerate(self.values[facet])}
         return cached
 
+    def cached(self, key: object, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """A derived array of this (immutable) snapshot, computed once."""
+        found = self._cache.get(key)
+        if found is None:
+            found = compute()
+            with self._cache_lock:
+                self._cache[key] = found
+        return found
+
+    def subjects(self, guest: bool) -> np.ndarray:
+        """Subject counts as this caller may filter on them (guests: rounded)."""
+        exact = self.numbers["subjects"]
+        return self.cached("guest-subjects", lambda: _guest_subjects(exact)) if guest else exact
+
+    def sort_order(self, sort: str, guest: bool) -> np.ndarray:
+        if guest and sort in ("subjects_desc", "subjects_asc"):
+            return self.cached(("guest-order", sort), lambda: _orders(self.records, self.subjects(True))[sort])
+        return self.order[sort]
+
     def facet_mask(self, facet: str, wanted: Sequence[str]) -> np.ndarray | None:
         if not wanted:
             return None
-        fold = (lambda value: value) if facet == "station" else str.upper
         mask = np.zeros(len(self.records), dtype=bool)
         for value in wanted:
-            code = self.lookup[facet].get(fold(value))
-            if code is not None:
+            if facet == "disease":
+                codes = [code for code, known in enumerate(self.values[facet]) if disease_matches(value, known)]
+            else:
+                code = self.lookup[facet].get(_fold(facet, value))
+                codes = [] if code is None else [code]
+            for code in codes:
                 mask[self.postings[facet][code]] = True
         return mask
+
+    def purpose_mask(self, purpose: str, diseases: Sequence[str]) -> np.ndarray:
+        """Rows whose DUO conditions permit ``purpose`` (one decision per distinct policy)."""
+
+        def compute() -> np.ndarray:
+            wanted = [code.strip().upper() for code in diseases]
+            permitted = np.fromiter(
+                (
+                    is_purpose_permitted(
+                        conditions,
+                        purpose,
+                        purpose_diseases=wanted,
+                        collection_diseases={key for code in codes for key in _disease_keys(code)},
+                    )
+                    for conditions, codes in self.policies
+                ),
+                dtype=bool,
+                count=len(self.policies),
+            )
+            return permitted[self.policy] if len(self.policy) else np.zeros(0, dtype=bool)
+
+        return self.cached(("purpose", purpose, tuple(sorted(diseases))), compute)
+
+
+_NUMBERS = ("subjects", "studies", "series", "instances", "min_age", "max_age")
+
+
+def _range_mask(values: np.ndarray, low: int | None, high: int | None) -> np.ndarray | None:
+    """Rows whose known value lies in [low, high] (either end open); ``None`` without bounds."""
+    if low is None and high is None:
+        return None
+    mask = values >= (low if low is not None else 0)
+    if high is not None:
+        mask &= values <= high
+    return mask
+
+
+def _age_mask(snapshot: _Snapshot, low: int | None, high: int | None) -> np.ndarray | None:
+    """Rows whose typical age range [min_age, max_age] overlaps [low, high]; unknown ages are left out."""
+    if low is None and high is None:
+        return None
+    lowest, highest = snapshot.numbers["min_age"], snapshot.numbers["max_age"]
+    mask = (lowest >= 0) & (highest >= 0)
+    if low is not None:
+        mask &= highest >= low
+    if high is not None:
+        mask &= lowest <= high
+    return mask
+
+
+def _top(values: Sequence[str], counts: np.ndarray, limit: int) -> list[tuple[str, int]]:
+    """Most frequent first, ties by value (vocabularies are sorted, so by code); the top values only."""
+    present = np.flatnonzero(counts)
+    top = present[np.lexsort((present, -counts[present]))][:limit]
+    return [(values[code], int(counts[code])) for code in top]
+
+
+def _bucket_counts(
+    selected: np.ndarray, values: np.ndarray, buckets: Sequence[tuple[str, int, int | None]]
+) -> list[tuple[str, int]]:
+    """How many selected rows fall in each bucket (in bucket order, empty ones left out)."""
+    chosen = values[selected]
+    counts = []
+    for label, low, high in buckets:
+        inside = chosen >= low
+        if high is not None:
+            inside &= chosen <= high
+        count = int(inside.sum())
+        if count:
+            counts.append((label, count))
+    return counts
+
+
+def _age_counts(snapshot: _Snapshot, selected: np.ndarray) -> list[tuple[str, int]]:
+    lowest, highest = snapshot.numbers["min_age"][selected], snapshot.numbers["max_age"][selected]
+    known = (lowest >= 0) & (highest >= 0)
+    counts = []
+    for label, low, high in AGE_BANDS:
+        overlap = known & (highest >= low)
+        if high is not None:
+            overlap &= lowest <= high
+        count = int(overlap.sum())
+        if count:
+            counts.append((label, count))
+    return counts
 
 
 class SearchIndex:
@@ -244,20 +462,23 @@ class SearchIndex:
     def search(self, query: SearchQuery) -> SearchResult:
         """Run one faceted search on the current snapshot."""
         snapshot = self._snapshot
+        if query.sort not in _SORTS:
+            raise ValueError(f"sort must be one of {', '.join(_SORTS)}")
         size = len(snapshot.records)
         base = np.ones(size, dtype=bool)
-        subjects = snapshot.numbers["subjects"]
-        if query.min_subjects is not None:
-            base &= subjects >= query.min_subjects
-        if query.max_subjects is not None:
-            base &= (subjects >= 0) & (subjects <= query.max_subjects)
         for token in _tokens(query.text):
             rows = snapshot.text.get(token)
             token_mask = np.zeros(size, dtype=bool)
             if rows is not None:
                 token_mask[rows] = True
             base &= token_mask
-        masks = {facet: snapshot.facet_mask(facet, getattr(query, facet)) for facet in FACETS}
+        subjects = snapshot.subjects(query.guest)
+        masks: dict[str, np.ndarray | None] = {
+            facet: snapshot.facet_mask(facet, getattr(query, facet)) for facet in LIST_FACETS
+        }
+        masks["subjects"] = _range_mask(subjects, query.min_subjects, query.max_subjects)
+        masks["age"] = _age_mask(snapshot, query.min_age, query.max_age)
+        masks["purpose"] = snapshot.purpose_mask(query.purpose, query.purpose_diseases) if query.purpose else None
         selected = base.copy()
         for mask in masks.values():
             if mask is not None:
@@ -268,16 +489,23 @@ class SearchIndex:
             for name, mask in masks.items():
                 if name != facet and mask is not None:
                     others &= mask
-            counts = np.bincount(
-                snapshot.codes[facet][others[snapshot.owners[facet]]], minlength=len(snapshot.values[facet])
-            )
-            present = np.flatnonzero(counts)
-            # most frequent first, ties by value (the vocabulary is sorted, so by code); the top values only
-            top = present[np.lexsort((present, -counts[present]))][: query.facet_limit]
-            facets[facet] = [(snapshot.values[facet][code], int(counts[code])) for code in top]
-        if query.sort not in _SORTS:
-            raise ValueError(f"sort must be one of {', '.join(_SORTS)}")
-        order = snapshot.order[query.sort]
+            if facet == "subjects":
+                facets[facet] = _bucket_counts(others, subjects, SUBJECT_BUCKETS)
+            elif facet == "age":
+                facets[facet] = _age_counts(snapshot, others)
+            elif facet == "purpose":
+                purposes = (*PURPOSES, DUO_DS) if query.purpose_diseases else PURPOSES
+                counted = [
+                    (purpose, int((others & snapshot.purpose_mask(purpose, query.purpose_diseases)).sum()))
+                    for purpose in purposes
+                ]
+                facets[facet] = [(purpose, count) for purpose, count in counted if count]
+            else:
+                counts = np.bincount(
+                    snapshot.codes[facet][others[snapshot.owners[facet]]], minlength=len(snapshot.values[facet])
+                )
+                facets[facet] = _top(snapshot.values[facet], counts, query.facet_limit)
+        order = snapshot.sort_order(query.sort, query.guest)
         ranked = order[selected[order]]
         offset = _decode_cursor(query.after)
         page = ranked[offset : offset + query.first]
@@ -289,6 +517,20 @@ class SearchIndex:
             end_cursor=_encode_cursor(end) if len(page) else query.after,
             has_next_page=end < len(ranked),
         )
+
+    def get(self, collection_id: str) -> CollectionRecord | None:
+        """The record of one collection by its id (``station/collection``) or IRI."""
+        snapshot = self._snapshot
+        found = self._records.get(collection_id)
+        if found is not None:
+            return found
+        by_id = snapshot.cached("by-id", lambda: np.array([record.id for record in snapshot.records], dtype=object))
+        rows = np.flatnonzero(by_id == collection_id)
+        return snapshot.records[int(rows[0])] if len(rows) else None
+
+    def records(self) -> list[CollectionRecord]:
+        """Every record, in IRI order (the current snapshot)."""
+        return list(self._snapshot.records)
 
 
 def _encode_cursor(offset: int) -> str:
@@ -312,9 +554,12 @@ _RECORDS_QUERY = f"""
 PREFIX dcat: <http://www.w3.org/ns/dcat#>
 PREFIX dct: <http://purl.org/dc/terms/>
 PREFIX ty: <{_TY}>
-SELECT ?d ?station ?title ?description ?subjects ?studies ?series ?instances ?issued WHERE {{
+PREFIX health: <{HEALTHDCATAP}>
+SELECT ?d ?station ?title ?description ?subjects ?studies ?series ?instances ?issued ?minAge ?maxAge WHERE {{
   GRAPH ?d {{
     ?d a dcat:Dataset ; ty:station ?station ; dct:title ?title .
+    OPTIONAL {{ ?d health:minTypicalAge ?minAge }}
+    OPTIONAL {{ ?d health:maxTypicalAge ?maxAge }}
     OPTIONAL {{ ?d dct:description ?description }}
     OPTIONAL {{ ?d ty:numberOfSubjects ?subjects }}
     OPTIONAL {{ ?d ty:numberOfStudies ?studies }}
@@ -331,9 +576,25 @@ PREFIX dcat: <http://www.w3.org/ns/dcat#>
 SELECT ?d ?p ?value WHERE {{
   GRAPH ?d {{
     ?d ?p ?value .
-    FILTER (?p IN (ty:modality, ty:bodyPart, ty:bodyPartText, ty:manufacturer, dcat:keyword))
+    FILTER (?p IN (ty:modality, ty:bodyPart, ty:bodyPartText, ty:manufacturer, dcat:keyword, ty:annotationType))
   }}
 }}
+"""
+_DISEASE_QUERY = f"""
+PREFIX ty: <{_TY}>
+PREFIX health: <{HEALTHDCATAP}>
+SELECT ?d ?system ?notation ?label WHERE {{
+  GRAPH ?d {{
+    ?d health:hasCodeValues ?code . ?code ty:codingSystem ?system ; ty:notation ?notation .
+    OPTIONAL {{ ?code ty:label ?label }}
+  }}
+}}
+"""
+_DATA_USE_QUERY = """
+PREFIX odrl: <http://www.w3.org/ns/odrl/2/>
+SELECT ?d ?condition WHERE {
+  GRAPH ?d { ?d odrl:hasPolicy/odrl:permission/odrl:constraint/odrl:rightOperand ?condition }
+}
 """
 
 
@@ -349,9 +610,25 @@ def records_from_store(store: ox.Store, graphs: Sequence[str] | None = None) -> 
         [ox.NamedNode(iri) for iri in graphs] if graphs is not None else None
     )
     facets: dict[str, dict[str, list[str]]] = {}
+
+    def entry_of(iri: str) -> dict[str, list[str]]:
+        return facets.setdefault(iri, {})
+
+    labels: dict[str, dict[str, str]] = {}
+    for row in store.query(_DISEASE_QUERY, named_graphs=named):  # type: ignore[union-attr]
+        code = f"{row['system'].value}:{row['notation'].value}"
+        known = labels.setdefault(row["d"].value, {})
+        known[code] = known.get(code) or (row["label"].value if row["label"] is not None else "")
+    for row in store.query(_DATA_USE_QUERY, named_graphs=named):  # type: ignore[union-attr]
+        condition = row["condition"].value
+        if condition.startswith(_OBO + "DUO_"):
+            entry_of(row["d"].value).setdefault("data_use", []).append(condition.removeprefix(_OBO).replace("_", ":"))
     for row in store.query(_FACET_QUERY, named_graphs=named):  # type: ignore[union-attr]
         iri, predicate, value = row["d"].value, row["p"].value, row["value"]
-        entry = facets.setdefault(iri, {"modality": [], "body_part": [], "manufacturer": [], "keywords": []})
+        entry = {
+            name: entry_of(iri).setdefault(name, [])
+            for name in ("modality", "body_part", "manufacturer", "keywords", "annotation")
+        }
         if predicate == _TY + "modality":
             entry["modality"].append(value.value.removeprefix(_DCM))
         elif predicate == _TY + "bodyPart":
@@ -360,6 +637,8 @@ def records_from_store(store: ox.Store, graphs: Sequence[str] | None = None) -> 
             entry["body_part"].append(value.value)
         elif predicate == "http://www.w3.org/ns/dcat#keyword":
             entry["keywords"].append(value.value)
+        elif predicate == _TY + "annotationType":
+            entry["annotation"].append(value.value.removeprefix(_TY))
         else:
             entry["manufacturer"].append(value.value)
     records = []
@@ -383,6 +662,12 @@ def records_from_store(store: ox.Store, graphs: Sequence[str] | None = None) -> 
                 body_part=tuple(sorted(set(entry.get("body_part", [])))),
                 manufacturer=tuple(sorted(set(entry.get("manufacturer", [])))),
                 keywords=tuple(sorted(set(entry.get("keywords", [])))),
+                disease=tuple(sorted(labels.get(iri, {}))),
+                disease_labels=tuple(label for _, label in sorted(labels.get(iri, {}).items())),
+                annotation=tuple(sorted(set(entry.get("annotation", [])))),
+                data_use=tuple(sorted(set(entry.get("data_use", [])))),
+                min_age=_int(row["minAge"]),
+                max_age=_int(row["maxAge"]),
             )
         )
     return records

@@ -14,6 +14,7 @@ from bench._serve import serve_on_loopback as serve_on_loopback
 from hub import crud
 from hub.models import UserCreate
 from protocol import (
+    CollectionMetadata,
     CollectionPublication,
     CollectionSummary,
     KeyPair,
@@ -97,7 +98,11 @@ def make_summary(
 
 
 def make_turtle(
-    station: str, collection: str, title: str = "Chest CT", summary: CollectionSummary | None = None
+    station: str,
+    collection: str,
+    title: str = "Chest CT",
+    summary: CollectionSummary | None = None,
+    metadata: CollectionMetadata | None = None,
 ) -> str:
     """Return the Turtle a station sends for one collection (made by the station's own code)."""
     from station.catalog import collection_to_turtle
@@ -109,6 +114,7 @@ def make_turtle(
         description=f"{title} at {station}",
         summary=summary or make_summary(),
         issued=datetime(2026, 1, 1, tzinfo=UTC),
+        metadata=metadata,
     )
 
 
@@ -119,6 +125,7 @@ def make_publication(
     summary: CollectionSummary | None = None,
     turtle: str | None = None,
     title: str = "Chest CT",
+    metadata: CollectionMetadata | None = None,
 ) -> CollectionPublication:
     """Return a publication signed with the station's key."""
     publication = CollectionPublication(
@@ -126,7 +133,7 @@ def make_publication(
         collection=collection,
         title=title,
         description="Low-dose chest CT",
-        turtle=turtle if turtle is not None else make_turtle(station.name, collection, title, summary),
+        turtle=turtle if turtle is not None else make_turtle(station.name, collection, title, summary, metadata),
         summary=summary or make_summary(),
         published_at=datetime.now(UTC),
     )

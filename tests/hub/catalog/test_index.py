@@ -7,7 +7,7 @@ import pytest
 from hub.catalog.index import CollectionRecord, SearchIndex, SearchQuery, records_from_store
 from hub.catalog.records import dataset_iri, distribution_triples
 from hub.catalog.store import CatalogStore
-from protocol import CollectionSummary
+from protocol import CollectionMetadata, CollectionSummary, DiseaseCode
 from station.catalog import collection_to_turtle
 
 
@@ -96,6 +96,13 @@ def test_records_come_from_the_store() -> None:
         modalities={"CT": 12, "MR": None},
         body_parts={"CHEST": 12, "LEFTTOE": 6},
         manufacturers={"SIEMENS": 12},
+        min_typical_age=41,
+        max_typical_age=78,
+    )
+    metadata = CollectionMetadata(
+        disease_codes=(DiseaseCode(system="ICD-10", code="C34.1", label="Upper lobe lung cancer"),),
+        data_use=("DUO:0000006", "DUO:0000015"),
+        annotations=("segmentation", "bounding-box"),
     )
     turtle = collection_to_turtle(
         station="site-a",
@@ -104,6 +111,7 @@ def test_records_come_from_the_store() -> None:
         description="Thorax",
         summary=summary,
         issued=datetime(2026, 1, 1, tzinfo=UTC),
+        metadata=metadata,
     )
     iri = dataset_iri("http://hub.test", "site-a", "chest-ct")
     store.replace_collection(
@@ -120,6 +128,11 @@ def test_records_come_from_the_store() -> None:
     assert record.modality == ("CT",)
     assert record.body_part == ("CHEST", "LEFTTOE")
     assert record.manufacturer == ("SIEMENS",)
+    assert record.disease == ("ICD-10:C34.1",)
+    assert record.disease_labels == ("Upper lobe lung cancer",)
+    assert record.data_use == ("DUO:0000006", "DUO:0000015")
+    assert record.annotation == ("BoundingBox", "Segmentation")
+    assert (record.min_age, record.max_age) == (41, 78)
 
 
 def test_incremental_republication_equals_a_full_rebuild() -> None:
@@ -175,3 +188,118 @@ def test_search_text_matches_keywords() -> None:
     actual = index.search(SearchQuery(text="screening"))
 
     assert [record.id for record in actual.records] == ["s/a"]
+
+
+def rich(
+    name: str,
+    subjects: int | None,
+    *,
+    disease: tuple[str, ...] = (),
+    ages: tuple[int, int] | None = None,
+    data_use: tuple[str, ...] = (),
+    annotation: tuple[str, ...] = (),
+) -> CollectionRecord:
+    return CollectionRecord(
+        iri=f"http://hub.test/dataset/s/{name}",
+        id=f"s/{name}",
+        station="s",
+        title=name,
+        subjects=subjects,
+        disease=disease,
+        data_use=data_use,
+        annotation=annotation,
+        min_age=ages[0] if ages else None,
+        max_age=ages[1] if ages else None,
+    )
+
+
+@pytest.fixture
+def clinical() -> SearchIndex:
+    return SearchIndex(
+        [
+            rich(
+                "lung",
+                120,
+                disease=("ICD-10:C34.1",),
+                ages=(45, 80),
+                data_use=("DUO:0000006",),
+                annotation=("Segmentation",),
+            ),
+            rich("lung2", 60, disease=("ICD-10:C34.9",), ages=(30, 49), data_use=("DUO:0000007",)),
+            rich(
+                "breast",
+                15,
+                disease=("ICD-10:C50", "SNOMED-CT:254837009"),
+                ages=(18, 35),
+                data_use=("DUO:0000042", "DUO:0000015"),
+            ),
+            rich("nothing", 1000, data_use=()),
+        ]
+    )
+
+
+def test_disease_filter_matches_code_bare_code_and_icd10_category(clinical: SearchIndex) -> None:
+    assert ids(clinical.search(SearchQuery(disease=("ICD-10:C34.1",)))) == ["s/lung"]
+    assert ids(clinical.search(SearchQuery(disease=("c34.9",)))) == ["s/lung2"]
+    assert ids(clinical.search(SearchQuery(disease=("C34",)))) == ["s/lung", "s/lung2"]
+    assert ids(clinical.search(SearchQuery(disease=("254837009",)))) == ["s/breast"]
+    assert ids(clinical.search(SearchQuery(disease=("C3",)))) == []  # not a category: no prefix matching
+
+
+def test_age_range_overlaps_and_unknown_ages_are_left_out(clinical: SearchIndex) -> None:
+    assert ids(clinical.search(SearchQuery(min_age=50))) == ["s/lung"]
+    assert ids(clinical.search(SearchQuery(max_age=29))) == ["s/breast"]
+    assert ids(clinical.search(SearchQuery(min_age=40, max_age=46))) == ["s/lung", "s/lung2"]
+    facets = dict(clinical.search(SearchQuery()).facets["age"])
+    assert facets["40-49"] == 2 and facets["10-19"] == 1 and "90+" not in facets
+
+
+def test_purpose_filter_follows_duo(clinical: SearchIndex) -> None:
+    assert ids(clinical.search(SearchQuery(purpose="DUO:0000006"))) == ["s/lung", "s/breast"]  # HMB: HMB or GRU
+    assert ids(clinical.search(SearchQuery(purpose="DUO:0000031"))) == []  # MDS: NMDS forbids it at breast
+    assert ids(clinical.search(SearchQuery(purpose="DUO:0000007", purpose_diseases=("C34",)))) == [
+        "s/lung",
+        "s/lung2",
+        "s/breast",
+    ]
+    assert ids(clinical.search(SearchQuery(purpose="DUO:0000007", purpose_diseases=("C61",)))) == ["s/lung", "s/breast"]
+    facets = dict(clinical.search(SearchQuery(purpose_diseases=("C34",))).facets["purpose"])
+    assert facets == {"DUO:0000042": 1, "DUO:0000006": 2, "DUO:0000007": 3}
+
+
+def test_every_facet_is_counted_with_the_other_filters(clinical: SearchIndex) -> None:
+    result = clinical.search(SearchQuery(disease=("C34",), min_subjects=100, annotation=("segmentation",)))
+
+    assert ids(result) == ["s/lung"]
+    assert dict(result.facets["disease"]) == {"ICD-10:C34.1": 1}  # subjects and annotation filters
+    assert dict(result.facets["subjects"]) == {"100-499": 1}  # disease and annotation: lung only
+    assert dict(result.facets["annotation"]) == {"Segmentation": 1}
+    assert dict(result.facets["data_use"]) == {"DUO:0000006": 1}
+    assert dict(clinical.search(SearchQuery()).facets["subjects"]) == {"0-49": 1, "50-99": 1, "100-499": 1, "1000+": 1}
+
+
+def test_guest_subject_ranges_use_rounded_counts() -> None:
+    index = SearchIndex([rich(f"c{n}", n) for n in (5, 7, 12, 19, 23)])
+
+    # a member sweeping exact ranges learns exact counts; a guest only the rounded ones
+    assert ids(index.search(SearchQuery(min_subjects=7, max_subjects=7))) == ["s/c7"]
+    assert ids(index.search(SearchQuery(min_subjects=7, max_subjects=7, guest=True))) == []
+    assert sorted(ids(index.search(SearchQuery(min_subjects=10, max_subjects=19, guest=True)))) == ["s/c12", "s/c19"]
+    # and guests' subject sorting cannot order collections inside one rounding step
+    assert ids(index.search(SearchQuery(sort="subjects_desc", guest=True))) == [
+        "s/c23",
+        "s/c12",
+        "s/c19",
+        "s/c5",
+        "s/c7",
+    ]
+
+
+def test_upsert_with_new_policy_and_lookup_by_id(clinical: SearchIndex) -> None:
+    clinical.upsert(rich("nothing", 1000, data_use=("DUO:0000042",), disease=("ICD-10:C61",)))
+
+    assert ids(clinical.search(SearchQuery(purpose="DUO:0000031"))) == ["s/nothing"]
+    assert ids(clinical.search(SearchQuery(disease=("C61",)))) == ["s/nothing"]
+    record = clinical.get("s/lung")
+    assert record is not None and record.disease == ("ICD-10:C34.1",)
+    assert clinical.get("s/missing") is None
