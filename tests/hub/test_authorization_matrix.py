@@ -47,6 +47,8 @@ RESEARCHERS = frozenset({RESEARCHER, OTHER_RESEARCHER})
 # "steward" is the steward of the station the request's decision is for.
 POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/auth/login"): EVERYONE,
+    ("GET", "/auth/oidc/login"): EVERYONE,  # starts a single sign-on (404 while OIDC is off)
+    ("GET", "/auth/oidc/callback"): EVERYONE,  # the identity provider's answer is the credential
     ("GET", "/audit"): frozenset({ADMIN}),
     ("GET", "/audit/verify"): frozenset({ADMIN}),
     ("GET", "/users/me"): ANY_USER,

@@ -309,3 +309,17 @@ def test_collection_details_and_stations(
     assert guest["collection"]["modalities"] == [{"value": "CT", "count": 10}]
     assert guest["stations"][0]["subjects"] == 130 and guest["stations"][0]["lastSeenAt"] is None
     assert missing["collection"] is None
+
+
+def test_facets_asked_through_a_fragment_are_counted(
+    client: TestClient, hub: HubFactory, station: EnrolledStation, researcher: Researcher
+) -> None:
+    _publish_clinical(hub, station)
+    query = """
+    fragment F on Facets { disease { value count } }
+    query { search { facets { ...F } } }
+    """
+
+    body = _post(client, query, researcher.headers)
+
+    assert {v["value"] for v in body["data"]["search"]["facets"]["disease"]} == {"ICD-10:C34.1", "ICD-10:C50.9"}
