@@ -55,6 +55,28 @@ VENDORS = [
     "Esaote",
     "Mindray",
 ]
+DISEASES = [
+    ("C34.1", "Malignant neoplasm of upper lobe, bronchus or lung"),
+    ("C50.9", "Malignant neoplasm of breast, unspecified"),
+    ("J44.9", "Chronic obstructive pulmonary disease, unspecified"),
+    ("C61", "Malignant neoplasm of prostate"),
+    ("I63.9", "Cerebral infarction, unspecified"),
+    ("C34.9", "Malignant neoplasm of bronchus or lung, unspecified"),
+    ("U07.1", "COVID-19, virus identified"),
+    ("G30.9", "Alzheimer disease, unspecified"),
+    ("C18.7", "Malignant neoplasm of sigmoid colon"),
+    ("I21.9", "Acute myocardial infarction, unspecified"),
+    ("C71.9", "Malignant neoplasm of brain, unspecified"),
+    ("M17.1", "Other primary gonarthrosis"),
+    ("J18.9", "Pneumonia, unspecified"),
+    ("C22.0", "Liver cell carcinoma"),
+    ("S72.0", "Fracture of neck of femur"),
+]
+ANNOTATIONS = ["Segmentation", "BoundingBox", "Label", "Landmark", "Report"]
+GRU, HMB, DS, NMDS = "DUO:0000042", "DUO:0000006", "DUO:0000007", "DUO:0000015"
+HEALTH = "http://healthdataportal.eu/ns/health#"
+ODRL = "http://www.w3.org/ns/odrl/2/"
+OBO = "http://purl.obolibrary.org/obo/"
 FACETS = ("modality", "body_part", "manufacturer", "station")
 GQL = """query ($f: CollectionFilter) { search(filter: $f, first: 20) {
   totalCount nodes { id subjects }
@@ -82,6 +104,9 @@ def generate(stations: int, per_station: int, seed: int) -> str:
     names = list(parts)
     lines: list[str] = []
     integer = "<http://www.w3.org/2001/XMLSchema#integer>"
+    age_type = "<http://www.w3.org/2001/XMLSchema#nonNegativeInteger>"
+    disease_codes = [code for code, _ in DISEASES]
+    disease_label = dict(DISEASES)
     for s in range(stations):
         station = f"st-{s:04d}"
         for c in range(per_station):
@@ -104,6 +129,48 @@ def generate(stations: int, per_station: int, seed: int) -> str:
             if rng.random() > 0.05:  # some counts are suppressed at their station
                 quad(f"<{TY}numberOfSubjects>", f'"{subjects}"^^{integer}')
             quad(f"<{TY}numberOfSeries>", f'"{subjects * 3}"^^{integer}')
+            quad(f"<{TY}numberOfStudies>", f'"{subjects + subjects // 3}"^^{integer}')
+            quad(f"<{TY}numberOfInstances>", f'"{subjects * 240}"^^{integer}')
+            quad("<http://purl.org/dc/terms/identifier>", json.dumps(iri[1:-1]))
+            quad("<http://purl.org/dc/terms/issued>", f'"2026-{1 + c % 12:02d}-{1 + s % 28:02d}T00:00:00Z"')
+            quad(
+                "<http://www.w3.org/ns/dcat#theme>",
+                "<http://publications.europa.eu/resource/authority/data-theme/HEAL>",
+            )
+            if rng.random() > 0.1:
+                youngest = rng.randint(0, 60)
+                quad(f"<{HEALTH}minTypicalAge>", f'"{youngest}"^^{age_type}')
+                quad(f"<{HEALTH}maxTypicalAge>", f'"{min(100, youngest + rng.randint(5, 40))}"^^{age_type}')
+            for keyword in rng.sample(["screening", "oncology", "follow-up", "research", "trial", "registry"], 2):
+                quad("<http://www.w3.org/ns/dcat#keyword>", json.dumps(keyword))
+            if rng.random() < 0.7:
+                for code in _zipf(rng, disease_codes, rng.randint(1, 2)):
+                    node = f"<{iri[1:-1]}#disease-ICD-10-{code}>"
+                    quad(f"<{HEALTH}hasCodingSystem>", "<http://id.who.int/icd/release/10/>")
+                    quad(f"<{HEALTH}hasCodeValues>", node)
+                    lines.append(f"{node} <{TY}diseaseCode> <http://id.who.int/icd/release/10/{code}> {iri} .")
+                    lines.append(f'{node} <{TY}codingSystem> "ICD-10" {iri} .')
+                    lines.append(f"{node} <{TY}notation> {json.dumps(code)} {iri} .")
+                    lines.append(f"{node} <{TY}label> {json.dumps(disease_label[code])} {iri} .")
+            draw = rng.random()
+            conditions = [GRU] if draw < 0.3 else [HMB] if draw < 0.75 else [DS] if draw < 0.95 else []
+            if conditions and rng.random() < 0.15:
+                conditions.append(NMDS)
+            if conditions:
+                policy, permission = f"<{iri[1:-1]}#policy>", f"<{iri[1:-1]}#permission>"
+                quad(f"<{ODRL}hasPolicy>", policy)
+                lines.append(f"{policy} <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <{ODRL}Offer> {iri} .")
+                lines.append(f"{policy} <{ODRL}permission> {permission} {iri} .")
+                lines.append(f"{permission} <{ODRL}action> <{ODRL}use> {iri} .")
+                for condition in conditions:
+                    constraint = f"<{iri[1:-1]}#constraint-{condition.replace(':', '-')}>"
+                    lines.append(f"{permission} <{ODRL}constraint> {constraint} {iri} .")
+                    lines.append(f"{constraint} <{ODRL}leftOperand> <{ODRL}purpose> {iri} .")
+                    lines.append(f"{constraint} <{ODRL}operator> <{ODRL}eq> {iri} .")
+                    lines.append(f"{constraint} <{ODRL}rightOperand> <{OBO}{condition.replace(':', '_')}> {iri} .")
+            if rng.random() < 0.4:
+                for annotation in _zipf(rng, ANNOTATIONS, rng.randint(1, 2)):
+                    quad(f"<{TY}annotationType>", f"<{TY}{annotation}>")
             for modality in modalities:
                 quad(f"<{TY}modality>", f"<{DCM}{modality}>")
             for region in regions:
@@ -118,9 +185,20 @@ def query_mix(count: int, seed: int, stations: int) -> list[SearchQuery]:
     rng = random.Random(seed)
     parts = list(_body_parts())
     mix = []
+    filters = ["modality", "body_part", "manufacturer", "station", "min_subjects", "disease", "age", "annotation"]
+    filters += ["purpose"]
     for _ in range(count):
-        chosen = rng.sample(["modality", "body_part", "manufacturer", "station", "min_subjects"], rng.randint(1, 3))
+        chosen = rng.sample(filters, rng.randint(1, 3))
         fields: dict[str, Any] = {}
+        if "disease" in chosen:  # an ICD-10 category (C34 finds C34.1 and C34.9) or an exact code
+            fields["disease"] = (rng.choice(["C34", "C50.9", "J44.9", "C61", "I63", "G30.9"]),)
+        if "age" in chosen:
+            low = rng.choice([0, 18, 40, 65])
+            fields["min_age"], fields["max_age"] = low, low + rng.choice([10, 20, 40])
+        if "annotation" in chosen:
+            fields["annotation"] = (rng.choice(ANNOTATIONS[:3]),)
+        if "purpose" in chosen:
+            fields["purpose"] = HMB
         if "modality" in chosen:
             fields["modality"] = tuple(_zipf(rng, MODALITIES, rng.randint(1, 2)))
         if "body_part" in chosen:
@@ -147,6 +225,13 @@ def _gql_filter(query: SearchQuery) -> dict[str, Any]:
             out[key] = list(getattr(query, facet))
     if query.min_subjects is not None:
         out["minSubjects"] = query.min_subjects
+    for facet, key in (("disease", "disease"), ("annotation", "annotation")):
+        if getattr(query, facet):
+            out[key] = list(getattr(query, facet))
+    if query.min_age is not None:
+        out["minAge"], out["maxAge"] = query.min_age, query.max_age
+    if query.purpose:
+        out["purpose"] = query.purpose
     return out
 
 
@@ -154,6 +239,24 @@ def _sparql_conditions(query: SearchQuery, parts: dict[str, str], skip: str | No
     clauses = []
     if query.min_subjects is not None:
         clauses.append(f"?d <{TY}numberOfSubjects> ?n . FILTER (?n >= {query.min_subjects})")
+    for wanted in query.disease[:1]:  # the index's matching: SYSTEM:CODE, bare code, or ICD-10 category
+        clauses.append(
+            f"FILTER EXISTS {{ ?d <{HEALTH}hasCodeValues> ?c_f . ?c_f <{TY}codingSystem> ?sy_f ; <{TY}notation> ?no_f ."
+            f' FILTER (UCASE(?no_f) = "{wanted}" || UCASE(CONCAT(?sy_f, ":", ?no_f)) = "{wanted}"'
+            f' || (?sy_f = "ICD-10" && STRBEFORE(UCASE(?no_f), ".") = "{wanted}")) }}'
+        )
+    if query.min_age is not None:
+        clauses.append(
+            f"?d <{HEALTH}minTypicalAge> ?lo_f ; <{HEALTH}maxTypicalAge> ?hi_f ."
+            f" FILTER (?hi_f >= {query.min_age} && ?lo_f <= {query.max_age})"
+        )
+    for annotation in query.annotation[:1]:
+        clauses.append(f"?d <{TY}annotationType> <{TY}{annotation}> .")
+    if query.purpose == HMB:  # HMB research: permitted by a GRU or an HMB condition
+        operand = f"<{ODRL}hasPolicy>/<{ODRL}permission>/<{ODRL}constraint>/<{ODRL}rightOperand>"
+        clauses.append(
+            f"FILTER EXISTS {{ ?d {operand} ?u_f . FILTER (?u_f IN (<{OBO}DUO_0000042>, <{OBO}DUO_0000006>)) }}"
+        )
     for facet in FACETS:
         values = getattr(query, facet)
         if not values or facet == skip:
