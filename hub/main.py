@@ -17,6 +17,7 @@ from hub import crud
 from hub.blobs import BlobStore
 from hub.catalog.fdp_ping import ping_forever
 from hub.catalog.index import SearchIndex
+from hub.catalog.remote import RemoteSparqlStore
 from hub.catalog.store import CatalogStore
 from hub.core.config import Settings, get_settings
 from hub.core.db import create_db_engine, create_tables
@@ -60,6 +61,22 @@ async def _tick_rounds(rounds: RoundCoordinator, settings: Settings) -> None:
         await asyncio.sleep(settings.fl_tick_s)
 
 
+def _open_catalog(settings: Settings) -> CatalogStore:
+    """The embedded Oxigraph store, or the external SPARQL store the settings name."""
+    if settings.catalog_sparql_query_url is None:
+        return CatalogStore(settings.catalog_dir)
+    password = settings.catalog_sparql_password
+    remote = RemoteSparqlStore(
+        settings.catalog_sparql_query_url,
+        update_url=settings.catalog_sparql_update_url,
+        username=settings.catalog_sparql_username,
+        password=password.get_secret_value() if password is not None else None,
+        auth=settings.catalog_sparql_auth,
+        timeout_s=max(60.0, settings.sparql_timeout_s),
+    )
+    return CatalogStore(remote=remote)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Create the hub application for ``settings`` (default: from the environment).
 
@@ -82,7 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resolved.state_dir.mkdir(parents=True, exist_ok=True)
         engine = create_db_engine(resolved)
         create_tables(engine)
-        catalog = CatalogStore(resolved.catalog_dir)
+        catalog = _open_catalog(resolved)
         app.state.settings = resolved
         app.state.engine = engine
         app.state.catalog = catalog

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from enum import Enum
 
 import anyio
@@ -19,6 +20,7 @@ from sqlmodel import Session
 from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField
 
 from hub import crud
 from hub.catalog.filters import summary_matches
@@ -306,7 +308,7 @@ def resolve_search(
         facet_limit=facet_limit,
         guest=not member,
     )
-    result = info.context.index.search(query)
+    result = info.context.index.search(replace(query, facets=_requested_facets(info)))
     shown = _exact if member else _for_guests
     nodes = [_hit(record, shown) for record in result.records]
     facets = Facets(
@@ -318,6 +320,36 @@ def resolve_search(
         facets=facets,
         page_info=PageInfo(end_cursor=result.end_cursor, has_next_page=result.has_next_page),
     )
+
+
+_FACET_FIELDS = {
+    "modality": "modality",
+    "bodyPart": "body_part",
+    "manufacturer": "manufacturer",
+    "station": "station",
+    "disease": "disease",
+    "annotation": "annotation",
+    "dataUse": "data_use",
+    "subjects": "subjects",
+    "age": "age",
+    "purpose": "purpose",
+}
+
+
+def _requested_facets(info: Info[CatalogContext, None]) -> tuple[str, ...] | None:
+    """The facets the query selects, so only those are counted (``None``: count all, e.g. with fragments)."""
+    for field in info.selected_fields:
+        for selection in field.selections:
+            if not isinstance(selection, SelectedField):
+                return None
+            if selection.name == "facets":
+                names = []
+                for inner in selection.selections:
+                    if not isinstance(inner, SelectedField) or inner.name not in _FACET_FIELDS:
+                        return None
+                    names.append(_FACET_FIELDS[inner.name])
+                return tuple(names)
+    return ()
 
 
 def _hit(record: CollectionRecord, shown: Callable[[int | None], int | None]) -> SearchHit:

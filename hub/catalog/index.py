@@ -136,6 +136,8 @@ class SearchQuery:
     after: str | None = None
     facet_limit: int = 50
     guest: bool = False
+    facets: tuple[str, ...] | None = None
+    """Which facets to count (``None``: all of :data:`FACETS`); the others come back empty."""
 
 
 @dataclass(frozen=True)
@@ -483,8 +485,12 @@ class SearchIndex:
         for mask in masks.values():
             if mask is not None:
                 selected &= mask
-        facets: dict[str, list[tuple[str, int]]] = {}
-        for facet in FACETS:
+        facets: dict[str, list[tuple[str, int]]] = {facet: [] for facet in FACETS}
+        wanted = FACETS if query.facets is None else query.facets
+        unknown = set(wanted) - set(FACETS)
+        if unknown:
+            raise ValueError(f"no facet {sorted(unknown)[0]!r}; choose from {', '.join(FACETS)}")
+        for facet in wanted:
             others = base.copy()
             for name, mask in masks.items():
                 if name != facet and mask is not None:

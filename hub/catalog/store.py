@@ -1,13 +1,15 @@
-"""The catalog's RDF side: one named graph per collection in an embedded Oxigraph store."""
+"""The catalog's RDF side: one named graph per collection, in embedded Oxigraph or an external SPARQL store."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import pyoxigraph as ox
 
+from hub.catalog.remote import RemoteSparqlStore
 from protocol import ProtocolError, utc_now
 
 __all__ = ["CatalogStore", "graph_iri_for_collection"]
@@ -41,22 +43,42 @@ def _rename(term: object, urn: str, target: str) -> object:
     return term
 
 
-class CatalogStore:
-    """A persistent Oxigraph store (in memory when ``path`` is ``None``)."""
+def _insert(graph: ox.NamedNode, body: str) -> str:
+    """``INSERT { GRAPH g { ... } } WHERE {}``: ``INSERT DATA`` that allows blank nodes everywhere (Virtuoso)."""
+    return f"INSERT {{ GRAPH {graph} {{\n{body}\n}} }} WHERE {{}}"
 
-    def __init__(self, path: Path | None = None) -> None:
-        if path is not None:
-            path.mkdir(parents=True, exist_ok=True)
-        self._path = path
-        self._store: ox.Store | None = ox.Store(str(path)) if path is not None else ox.Store()
+
+class CatalogStore:
+    """A persistent Oxigraph store (in memory when ``path`` is ``None``), or an external SPARQL store.
+
+    Parameters
+    ----------
+    path
+        The embedded store's folder.
+    remote
+        An external SPARQL 1.1 store to use instead (``path`` is then ignored).
+    """
+
+    def __init__(self, path: Path | None = None, *, remote: RemoteSparqlStore | None = None) -> None:
+        self._remote = remote
+        self._path = None if remote is not None else path
+        if self._path is not None:
+            self._path.mkdir(parents=True, exist_ok=True)
+        if remote is not None:
+            # the remote store answers the part of ox.Store's interface the catalog uses
+            self._store: ox.Store | None = cast(ox.Store, remote)
+        else:
+            self._store = ox.Store(str(self._path)) if self._path is not None else ox.Store()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
+        if self._remote is not None:
+            return f"CatalogStore(remote={self._remote.query_url!r})"
         return f"CatalogStore(path={str(self._path) if self._path else None!r})"
 
     @property
     def store(self) -> ox.Store:
-        """The underlying Oxigraph store; raise when closed."""
+        """The underlying store (Oxigraph, or the remote stand-in); raise when closed."""
         if self._store is None:
             raise RuntimeError("the catalog store is closed")
         return self._store
@@ -75,7 +97,7 @@ class CatalogStore:
             raise ProtocolError(f"the collection's Turtle does not parse: {exc}") from exc
         body = ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b""
         graph = ox.NamedNode(graph_iri)
-        update = f"DROP SILENT GRAPH {graph} ;\nINSERT DATA {{ GRAPH {graph} {{\n{body.decode('utf-8')}\n}} }}"
+        update = f"DROP SILENT GRAPH {graph} ;\n{_insert(graph, body.decode('utf-8'))}"
         with self._lock:  # one SPARQL update is one transaction: readers never see half a graph
             self.store.update(update)
         return len(triples)
@@ -145,9 +167,9 @@ class CatalogStore:
                     ox.Triple(graph, _DCT_MODIFIED, ox.Literal(utc_now().isoformat(), datatype=_XSD_DATETIME)),
                 ]
                 kept = (ox.serialize(archived, format=ox.RdfFormat.N_TRIPLES) or b"").decode("utf-8")
-                statements.append(f"INSERT DATA {{ GRAPH {version} {{\n{kept}\n}} }}")
+                statements.append(_insert(version, kept))
             body = (ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b"").decode("utf-8")
-            statements = [f"DROP SILENT GRAPH {graph}", *statements, f"INSERT DATA {{ GRAPH {graph} {{\n{body}\n}} }}"]
+            statements = [f"DROP SILENT GRAPH {graph}", *statements, _insert(graph, body)]
             self.store.update(" ;\n".join(statements))
         return len(triples)
 
@@ -198,4 +220,6 @@ class CatalogStore:
         if self._store is not None:
             if self._path is not None:
                 self._store.flush()
+            if self._remote is not None:
+                self._remote.close()
             self._store = None

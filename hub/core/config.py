@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,6 +56,19 @@ class Settings(BaseSettings):
         default=4 << 30, gt=0, description="largest model update a station may upload (bytes, streamed to disk)"
     )
     sparql_timeout_s: float = Field(default=10.0, gt=0, le=300, description="time limit of one SPARQL query")
+    catalog_sparql_query_url: str | None = Field(
+        default=None,
+        description="an external SPARQL 1.1 store's query endpoint (e.g. Virtuoso's /sparql); "
+        "the embedded Oxigraph store is used unless this is set",
+    )
+    catalog_sparql_update_url: str | None = Field(
+        default=None, description="its update endpoint (Virtuoso: /sparql-auth); the query endpoint when unset"
+    )
+    catalog_sparql_username: str | None = Field(default=None, description="the external store's user for updates")
+    catalog_sparql_password: SecretStr | None = Field(default=None, description="its password (never logged)")
+    catalog_sparql_auth: Literal["digest", "basic"] = Field(
+        default="digest", description="how the credentials are sent (Virtuoso's /sparql-auth wants digest)"
+    )
     sparql_result_limit: int = Field(default=10_000, ge=1, description="most rows or triples one query returns")
     login_max_failures: int = Field(default=5, ge=1, description="failed log-ins per username or address")
     login_window_s: float = Field(default=900.0, gt=0, description="window of login_max_failures (seconds)")
