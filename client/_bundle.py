@@ -93,13 +93,11 @@ def read_train_config(train_dir: Path) -> TrainConfig:
     )
 
 
-def _parse_federated(
-    raw: Any, *, kind: TrainKind, outputs: tuple[OutputSpec, ...], path: Path
-) -> FederatedPlan | None:
+def _parse_federated(raw: Any, *, kind: TrainKind, outputs: tuple[OutputSpec, ...], path: Path) -> FederatedPlan | None:
     """The ``[federated]`` table: a federated train's round plan (defaults when left out)."""
     if kind != TrainKind.FEDERATED:
         if raw is not None:
-            raise ProtocolError(f"{path}: a [federated] table needs kind = \"federated\"")
+            raise ProtocolError(f'{path}: a [federated] table needs kind = "federated"')
         return None
     if raw is not None and not isinstance(raw, dict):
         raise ProtocolError(f"{path}: [federated] must be a table")
@@ -114,7 +112,7 @@ def _parse_federated(
     if kinds.get(plan.update_output) != "safetensors":
         raise ProtocolError(
             f"{path}: a federated train declares its update as an output "
-            f"{{ name = \"{plan.update_output}\", type = \"safetensors\" }}"
+            f'{{ name = "{plan.update_output}", type = "safetensors" }}'
         )
     return plan
 

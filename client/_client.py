@@ -50,6 +50,22 @@ query Collections($modality: String, $bodyPart: String, $minSubjects: Int) {
 """
 
 
+_SEARCH_QUERY = """
+query Search($filter: CollectionFilter, $first: Int!, $after: String, $sort: CollectionSort!) {
+  search(filter: $filter, first: $first, after: $after, sort: $sort) {
+    totalCount
+    nodes { id title station subjects modalities bodyParts diseases annotations dataUse minAge maxAge }
+    facets {
+      modality { value count } bodyPart { value count } station { value count } disease { value count }
+      annotation { value count } dataUse { value count } subjects { value count } age { value count }
+      purpose { value count }
+    }
+    pageInfo { endCursor hasNextPage }
+  }
+}
+"""
+
+
 class ClientError(TrainyardError):
     """The hub refused a request; ``status`` is the HTTP status, the message its reason."""
 
@@ -186,6 +202,27 @@ class TrainyardClient:
             raise ClientError("catalog search failed: " + "; ".join(error["message"] for error in answer["errors"]))
         collections: list[dict[str, Any]] = answer["data"]["collections"]
         return collections
+
+    def search(
+        self,
+        *,
+        first: int = 20,
+        after: str | None = None,
+        sort: str = "SUBJECTS_DESC",
+        **filters: Any,
+    ) -> dict[str, Any]:
+        """Faceted catalog search: ``totalCount``, ``nodes``, ``facets`` and ``pageInfo``.
+
+        ``filters`` are the GraphQL ``CollectionFilter`` fields in snake case (``modality=["CT"]``,
+        ``disease=["C34"]``, ``min_age=50``, ``purpose="DUO:0000006"``, ...); ``None`` values are left out.
+        """
+        wanted = {_camel(name): value for name, value in filters.items() if value not in (None, [], ())}
+        variables = {"filter": wanted, "first": first, "after": after, "sort": sort}
+        answer = self._json("POST", "/graphql", json={"query": _SEARCH_QUERY, "variables": variables})
+        if answer.get("errors"):
+            raise ClientError("catalog search failed: " + "; ".join(error["message"] for error in answer["errors"]))
+        found: dict[str, Any] = answer["data"]["search"]
+        return found
 
     # governance
     def create_project(self, *, title: str, purpose: str) -> dict[str, Any]:
@@ -379,3 +416,8 @@ class TrainyardClient:
         if payload.job_id != envelope.job_id or payload.station != envelope.station:
             raise ProtocolError("the sealed result belongs to another job or station")
         return JobResult(payload=payload)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)

@@ -254,22 +254,55 @@ def keys_protect(
 
 @app.command()
 def search(
-    modality: Annotated[str | None, typer.Option(help="DICOM modality, e.g. CT or MR.")] = None,
-    body_part: Annotated[str | None, typer.Option(help="DICOM body part, e.g. CHEST.")] = None,
+    modality: Annotated[list[str] | None, typer.Option(help="DICOM modality, e.g. CT; repeat for more.")] = None,
+    body_part: Annotated[list[str] | None, typer.Option(help="DICOM body part, e.g. CHEST; repeat for more.")] = None,
+    disease: Annotated[
+        list[str] | None, typer.Option(help="Disease code: ICD-10:C34.1, C34.1 or a category such as C34.")
+    ] = None,
+    station: Annotated[list[str] | None, typer.Option(help="Station id; repeat for more.")] = None,
+    annotation: Annotated[list[str] | None, typer.Option(help="Annotation type, e.g. Segmentation.")] = None,
     min_subjects: Annotated[int | None, typer.Option(min=0, help="At least this many subjects.")] = None,
+    max_subjects: Annotated[int | None, typer.Option(min=0, help="At most this many subjects.")] = None,
+    min_age: Annotated[int | None, typer.Option(min=0, help="Typical ages reaching at least this age.")] = None,
+    max_age: Annotated[int | None, typer.Option(min=0, help="Typical ages starting at most at this age.")] = None,
+    purpose: Annotated[
+        str | None, typer.Option(help="Your research purpose as a DUO code, e.g. DUO:0000006 (HMB).")
+    ] = None,
+    text: Annotated[str | None, typer.Option(help="Words of the title, description or keywords.")] = None,
+    first: Annotated[int, typer.Option(min=1, max=100, help="How many hits to show.")] = 20,
+    facets: Annotated[bool, typer.Option(help="Also print the facet counts.")] = False,
 ) -> None:
-    """Search the catalog for collections."""
+    """Search the catalog: filters, hits sorted by subjects, and (with --facets) counts per value."""
     try:
-        hits = _client().search_collections(modality=modality, body_part=body_part, min_subjects=min_subjects)
+        found = _client().search(
+            first=first,
+            modality=modality,
+            body_part=body_part,
+            disease=disease,
+            station=station,
+            annotation=annotation,
+            min_subjects=min_subjects,
+            max_subjects=max_subjects,
+            min_age=min_age,
+            max_age=max_age,
+            purpose=purpose,
+            text=text,
+        )
     except TrainyardError as error:
         _fail(error)
-    table = Table("collection", "title", "subjects", "modalities")
-    for hit in hits:
-        modalities = ", ".join(item["value"] for item in hit["modalities"])
-        table.add_row(
-            hit["id"], hit["title"], str(hit["subjects"] if hit["subjects"] is not None else "<k"), modalities
-        )
+    table = Table("collection", "title", "subjects", "modalities", "diseases", "ages", "data use")
+    for hit in found["nodes"]:
+        ages = f"{hit['minAge']}-{hit['maxAge']}" if hit["minAge"] is not None else ""
+        subjects = str(hit["subjects"]) if hit["subjects"] is not None else "<k"
+        row = (hit["id"], hit["title"], subjects, ", ".join(hit["modalities"]), ", ".join(hit["diseases"]))
+        table.add_row(*row, ages, ", ".join(hit["dataUse"]))
     console.print(table)
+    more = " (more: narrow the search or raise --first)" if found["pageInfo"]["hasNextPage"] else ""
+    console.print(f"{found['totalCount']} collection(s) found{more}")
+    if facets:
+        for name, values in found["facets"].items():
+            if values:
+                console.print(f"  {name}: " + ", ".join(f"{item['value']} ({item['count']})" for item in values[:10]))
 
 
 @train_app.command("submit")
