@@ -121,9 +121,20 @@ def _summary_table(collection: str, summary: CollectionSummary) -> Table:
         ("modality", summary.modalities),
         ("body part", summary.body_parts),
         ("manufacturer", summary.manufacturers),
+        ("sex", summary.sexes),
+        ("age band", summary.age_bands),
     ):
         for value, count in sorted(values.items()):
             table.add_row(f"{label}: {value} (subjects)", shown(count))
+    if summary.min_typical_age is not None:
+        table.add_row("typical age (5th-95th percentile)", f"{summary.min_typical_age}-{summary.max_typical_age}")
+    for flag, count in summary.quality.items():
+        table.add_row(f"quality: {flag.replace('_', ' ')} (series)", shown(count))
+    for name, numeric in summary.ranges.items():
+        spread = f"{numeric.low:g} / {numeric.median:g} / {numeric.high:g} {numeric.unit}"
+        table.add_row(f"{name.replace('_', ' ')} p5 / median / p95 ({numeric.subjects} subjects)", spread)
+    for name, percent in summary.coverage.items():
+        table.add_row(f"coverage: {name.replace('_', ' ')}", f"{percent:g} %")
     return table
 
 

@@ -52,7 +52,7 @@ class StationSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRAINYARD_STATION_", extra="ignore")
 
     state_dir: Path = DEFAULT_STATE_DIR
-    k_anonymity: int = Field(default=5, ge=2, le=20)
+    k_anonymity: int = Field(default=5, ge=3, le=11, description="smallest published count (3 to 11)")
     executor: ExecutorName = "auto"
     allow_unisolated: bool = False
     train_image: str = "trainyard/train-base:0.1"

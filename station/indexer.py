@@ -10,15 +10,22 @@ Layered from lazy to convenient, like pydicom's reader:
   ``study``, ``series``, ``instance``), with the patient id replaced by an HMAC-SHA256
   pseudonym keyed by a per-station secret.
 
-The index never holds a raw patient id, name or birth date: only the pseudonym, sex and a
-ten-year age band.
+Per series the index keeps modality, body part, manufacturer, model, software version, slice
+thickness, pixel spacing, rows/columns, kVp, field strength, sequence, contrast agent,
+convolution kernel, the study year and a category mapped from the protocol name / series
+description (never the free text itself); per instance what the quality checks need (instance
+number, position, orientation, matrix, image type). The index never holds a raw patient id,
+name, birth date or full date: only the pseudonym, sex, age in whole years and its ten-year
+band, and years.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
+import re
 import sqlite3
 import warnings
 from collections.abc import Callable, Iterator
@@ -33,7 +40,8 @@ from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
-from .scanner import scan_header
+from .quality import SliceHeader
+from .scanner import WANTED_TAGS, scan_header
 
 __all__ = [
     "REQUIRED_KEYWORDS",
@@ -46,40 +54,54 @@ __all__ = [
     "iter_dicom_paths",
     "pseudonym_for_patient_id",
     "read_header",
+    "series_category",
 ]
 
 REQUIRED_KEYWORDS = ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "Modality")
-_OPTIONAL_KEYWORDS = (
-    "PatientID",
-    "PatientSex",
-    "PatientAge",
-    "PatientBirthDate",
-    "StudyDate",
-    "BodyPartExamined",
-    "Manufacturer",
-    "SOPClassUID",
-)
+_OPTIONAL_KEYWORDS = tuple(keyword for keyword in WANTED_TAGS if keyword not in REQUIRED_KEYWORDS)
 _PARALLEL_FROM = 256  # fewer files are read here: starting processes costs more
 _AGE_UNITS_PER_YEAR = {"Y": 1.0, "M": 12.0, "W": 52.1775, "D": 365.25}
+SCHEMA_VERSION = 2
+"""Bumped when the tables change; an index of an older version is rebuilt by the next harvest."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS patient (
-    collection TEXT NOT NULL, pseudonym TEXT NOT NULL, sex TEXT, age_band TEXT,
+    collection TEXT NOT NULL, pseudonym TEXT NOT NULL, sex TEXT, age_band TEXT, age_years INTEGER,
     PRIMARY KEY (collection, pseudonym));
 CREATE TABLE IF NOT EXISTS study (
-    collection TEXT NOT NULL, study_uid TEXT NOT NULL, pseudonym TEXT NOT NULL,
+    collection TEXT NOT NULL, study_uid TEXT NOT NULL, pseudonym TEXT NOT NULL, year INTEGER,
     PRIMARY KEY (collection, study_uid));
 CREATE TABLE IF NOT EXISTS series (
     collection TEXT NOT NULL, series_uid TEXT NOT NULL, study_uid TEXT NOT NULL,
-    modality TEXT NOT NULL, body_part TEXT, manufacturer TEXT,
+    modality TEXT NOT NULL, body_part TEXT, manufacturer TEXT, model TEXT, software TEXT,
+    slice_thickness REAL, pixel_spacing REAL, rows INTEGER, columns INTEGER, kvp REAL, field_strength REAL,
+    sequence TEXT, contrast TEXT, kernel TEXT, year INTEGER, category TEXT,
     PRIMARY KEY (collection, series_uid));
 CREATE TABLE IF NOT EXISTS instance (
     collection TEXT NOT NULL, sop_uid TEXT NOT NULL, series_uid TEXT NOT NULL, path TEXT NOT NULL,
+    instance_number INTEGER, position TEXT, orientation TEXT, rows INTEGER, columns INTEGER, image_type TEXT,
     PRIMARY KEY (collection, sop_uid));
 CREATE TABLE IF NOT EXISTS file (
     collection TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     status TEXT NOT NULL, reason TEXT, PRIMARY KEY (collection, path));
 CREATE INDEX IF NOT EXISTS instance_path ON instance (collection, path);
+CREATE INDEX IF NOT EXISTS instance_series ON instance (collection, series_uid);
 """
+SERIES_FIELDS = (
+    "body_part",
+    "manufacturer",
+    "model",
+    "software",
+    "slice_thickness",
+    "pixel_spacing",
+    "rows",
+    "kvp",
+    "field_strength",
+    "sequence",
+    "contrast",
+    "kernel",
+)
+"""Series columns whose coverage (share of series carrying them) a summary reports."""
+_SEXES = {"F", "M", "O"}
 _BATCH = 500  # files per transaction: a crash loses at most one batch of work
 _DICOMDIR_REASON = "DICOMDIR index"
 
@@ -101,6 +123,22 @@ class DicomHeader:
     body_part: str | None = None
     manufacturer: str | None = None
     sop_class_uid: str | None = None
+    model: str | None = None
+    software: str | None = None
+    slice_thickness: float | None = None
+    pixel_spacing: float | None = None
+    rows: int | None = None
+    columns: int | None = None
+    kvp: float | None = None
+    field_strength: float | None = None
+    sequence: str | None = None
+    contrast: str | None = None
+    kernel: str | None = None
+    category: str | None = None
+    instance_number: int | None = None
+    position: tuple[float, float, float] | None = None
+    orientation: tuple[float, float, float, float, float, float] | None = None
+    image_type: str | None = None
 
     def __repr__(self) -> str:
         return f"DicomHeader(path={str(self.path)!r}, modality={self.modality!r})"
@@ -187,6 +225,9 @@ def read_header(path: Path) -> DicomHeader | SkippedFile:
     missing = [keyword for keyword in REQUIRED_KEYWORDS if not values[keyword]]
     if missing:
         return SkippedFile(path, f"missing required attributes: {', '.join(missing)}")
+    position = _numbers(values["ImagePositionPatient"], 3)
+    orientation = _numbers(values["ImageOrientationPatient"], 6)
+    spacing = _numbers(values["PixelSpacing"], 2)
     return DicomHeader(
         path=path,
         sop_instance_uid=str(values["SOPInstanceUID"]),
@@ -201,7 +242,82 @@ def read_header(path: Path) -> DicomHeader | SkippedFile:
         body_part=(values["BodyPartExamined"] or "").upper() or None,
         manufacturer=values["Manufacturer"],
         sop_class_uid=values["SOPClassUID"],
+        model=values["ManufacturerModelName"],
+        software=values["SoftwareVersions"],
+        slice_thickness=_positive(values["SliceThickness"]),
+        pixel_spacing=spacing[0] if spacing and spacing[0] > 0 else None,
+        rows=_whole(values["Rows"]),
+        columns=_whole(values["Columns"]),
+        kvp=_positive(values["KVP"]),
+        field_strength=_positive(values["MagneticFieldStrength"]),
+        sequence=values["ScanningSequence"] or values["SequenceName"],
+        contrast=values["ContrastBolusAgent"],
+        kernel=values["ConvolutionKernel"],
+        category=series_category(values["SeriesDescription"], values["ProtocolName"], values["ImageType"]),
+        instance_number=_whole(values["InstanceNumber"], minimum=-(2**31)),
+        position=(position[0], position[1], position[2]) if position else None,
+        orientation=tuple(orientation) if orientation else None,  # type: ignore[arg-type]
+        image_type=(values["ImageType"] or "").upper() or None,
     )
+
+
+def _numbers(text: str | None, count: int) -> list[float] | None:
+    """``count`` finite numbers of a multi-valued DS, or ``None`` (absent, malformed or another count)."""
+    if not text:
+        return None
+    try:
+        found = [float(part) for part in text.split("\\")]
+    except ValueError:
+        return None
+    return found if len(found) == count and all(math.isfinite(value) for value in found) else None
+
+
+def _positive(text: str | None) -> float | None:
+    found = _numbers(text.split("\\", 1)[0] if text else None, 1)
+    return found[0] if found and found[0] > 0 else None
+
+
+def _whole(text: str | None, *, minimum: int = 0) -> int | None:
+    try:
+        value = int(str(text).strip()) if text else None
+    except ValueError:
+        return None
+    return value if value is not None and value >= minimum else None
+
+
+_CATEGORIES = (  # (category, words in the protocol name / series description); first match wins
+    ("localizer", ("localizer", "localiser", "scout", "topogram", "survey", "surview", "3plane", "tri-pilot")),
+    ("diffusion", ("dwi", "diffusion", "adc", "dti", "trace")),
+    ("flair", ("flair",)),
+    ("t2", ("t2",)),
+    ("t1", ("t1", "mprage", "spgr")),
+    ("angiography", ("angio", "cta", "mra", "tof")),
+    ("perfusion", ("perf", "dsc", "dce", "asl")),
+    ("non-contrast", ("non-contrast", "noncontrast", "native", "pre", "nc ", "w/o", "without", "wo")),
+    ("contrast", ("contrast", "post", "+c", "gad", "venous", "arterial")),
+    ("low-dose", ("low dose", "low-dose", "ldct")),
+)
+_WORD = re.compile(r"[a-z0-9+\-]+")
+
+
+def series_category(description: str | None, protocol: str | None, image_type: str | None = None) -> str | None:
+    """Map a series' protocol name and description to a category (the free text itself is never kept).
+
+    Examples
+    --------
+    >>> series_category("AX T2 FLAIR", None), series_category("Topogram 0.6 T20s", None)
+    ('flair', 'localizer')
+    """
+    if image_type and "LOCALIZER" in image_type.upper().split("\\"):
+        return "localizer"
+    text = " ".join(part for part in (description, protocol) if part).lower()
+    if not text:
+        return None
+    words = set(_WORD.findall(text))
+    for category, cues in _CATEGORIES:
+        if any((cue in words) if cue.isalnum() else (cue in f"{text} ") for cue in cues):
+            return category
+    return "other"
 
 
 def pseudonym_for_patient_id(patient_id: str, secret: bytes) -> str:
@@ -255,7 +371,13 @@ class DicomIndex:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.connection = sqlite3.connect(path)
+        (version,) = self.connection.execute("PRAGMA user_version").fetchone()
+        if version != SCHEMA_VERSION:  # derived data: an older index is dropped and harvested again
+            with self.connection:
+                for table in ("file", "instance", "series", "study", "patient"):
+                    self.connection.execute(f"DROP TABLE IF EXISTS {table}")
         self.connection.executescript(_SCHEMA)
+        self.connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def __repr__(self) -> str:
         return f"DicomIndex(path={str(self.path)!r})"
@@ -308,14 +430,18 @@ class DicomIndex:
         """Store one header; the patient id is pseudonymised before it reaches the database."""
         patient_key = header.patient_id or f"study:{header.study_instance_uid}"
         pseudonym = pseudonym_for_patient_id(patient_key, secret)
+        years = _age_in_years(header)
+        seen = _parse_da(header.study_date)
+        year = seen.year if seen else None
+        sex = header.patient_sex if header.patient_sex in _SEXES else None
         sql = self.connection.execute
         sql(
-            "INSERT OR IGNORE INTO patient VALUES (?, ?, ?, ?)",
-            (collection, pseudonym, header.patient_sex, age_band_for_age(_age_in_years(header))),
+            "INSERT OR IGNORE INTO patient VALUES (?, ?, ?, ?, ?)",
+            (collection, pseudonym, sex, age_band_for_age(years), int(years) if years is not None else None),
         )
-        sql("INSERT OR IGNORE INTO study VALUES (?, ?, ?)", (collection, header.study_instance_uid, pseudonym))
+        sql("INSERT OR IGNORE INTO study VALUES (?, ?, ?, ?)", (collection, header.study_instance_uid, pseudonym, year))
         sql(
-            "INSERT OR IGNORE INTO series VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO series VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 collection,
                 header.series_instance_uid,
@@ -323,11 +449,35 @@ class DicomIndex:
                 header.modality,
                 header.body_part,
                 header.manufacturer,
+                header.model,
+                header.software,
+                header.slice_thickness,
+                header.pixel_spacing,
+                header.rows,
+                header.columns,
+                header.kvp,
+                header.field_strength,
+                header.sequence,
+                header.contrast,
+                header.kernel,
+                year,
+                header.category,
             ),
         )
         sql(
-            "INSERT OR REPLACE INTO instance VALUES (?, ?, ?, ?)",
-            (collection, header.sop_instance_uid, header.series_instance_uid, str(header.path)),
+            "INSERT OR REPLACE INTO instance VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                collection,
+                header.sop_instance_uid,
+                header.series_instance_uid,
+                str(header.path),
+                header.instance_number,
+                "\\".join(repr(value) for value in header.position) if header.position else None,
+                "\\".join(repr(value) for value in header.orientation) if header.orientation else None,
+                header.rows,
+                header.columns,
+                header.image_type,
+            ),
         )
 
     def collections(self) -> list[str]:
@@ -374,6 +524,43 @@ class DicomIndex:
             f"WHERE s.collection = ? AND s.{attribute} IS NOT NULL GROUP BY s.{attribute} ORDER BY s.{attribute}"
         )
         return {str(value): int(count) for value, count in self.connection.execute(sql, (collection,))}
+
+    def patients(self, collection: str) -> list[tuple[str | None, str | None, int | None]]:
+        """Every subject's (sex, age band, age in whole years) of a collection."""
+        sql = "SELECT sex, age_band, age_years FROM patient WHERE collection = ? ORDER BY pseudonym"
+        return [(sex, band, age) for sex, band, age in self.connection.execute(sql, (collection,))]
+
+    def series_rows(self, collection: str) -> list[dict[str, Any]]:
+        """Every series of a collection as a mapping of its columns, plus the subject's ``pseudonym``."""
+        cursor = self.connection.execute(
+            "SELECT s.*, st.pseudonym FROM series s JOIN study st "
+            "ON st.collection = s.collection AND st.study_uid = s.study_uid WHERE s.collection = ? "
+            "ORDER BY s.series_uid",
+            (collection,),
+        )
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    def slices_by_series(self, collection: str) -> dict[str, list[SliceHeader]]:
+        """What the quality checks need of every instance, per series."""
+        found: dict[str, list[SliceHeader]] = {}
+        cursor = self.connection.execute(
+            "SELECT series_uid, instance_number, position, orientation, rows, columns, image_type FROM instance "
+            "WHERE collection = ? ORDER BY series_uid, sop_uid",
+            (collection,),
+        )
+        for series_uid, number, position, orientation, rows, columns, image_type in cursor:
+            found.setdefault(series_uid, []).append(
+                SliceHeader(
+                    instance_number=number,
+                    position=tuple(float(v) for v in position.split("\\")) if position else None,  # type: ignore[arg-type]
+                    orientation=tuple(float(v) for v in orientation.split("\\")) if orientation else None,
+                    rows=rows,
+                    columns=columns,
+                    image_type=image_type,
+                )
+            )
+        return found
 
 
 def _stat(path: Path) -> tuple[int, int] | None:

@@ -21,22 +21,42 @@ from pathlib import Path
 
 __all__ = ["WANTED_TAGS", "scan_header"]
 
-# keyword → (group, element); all are text VRs (UI, CS, LO, SH, DA, AS)
+# keyword → (group, element), in tag order; text VRs (UI, CS, LO, SH, DA, AS, DS, IS) except the
+# US ones in _BINARY_US
 WANTED_TAGS: dict[str, tuple[int, int]] = {
     "SpecificCharacterSet": (0x0008, 0x0005),
+    "ImageType": (0x0008, 0x0008),
     "SOPClassUID": (0x0008, 0x0016),
     "SOPInstanceUID": (0x0008, 0x0018),
     "StudyDate": (0x0008, 0x0020),
     "Modality": (0x0008, 0x0060),
     "Manufacturer": (0x0008, 0x0070),
+    "SeriesDescription": (0x0008, 0x103E),
+    "ManufacturerModelName": (0x0008, 0x1090),
     "PatientID": (0x0010, 0x0020),
     "PatientBirthDate": (0x0010, 0x0030),
     "PatientSex": (0x0010, 0x0040),
     "PatientAge": (0x0010, 0x1010),
+    "ContrastBolusAgent": (0x0018, 0x0010),
     "BodyPartExamined": (0x0018, 0x0015),
+    "ScanningSequence": (0x0018, 0x0020),
+    "SequenceName": (0x0018, 0x0024),
+    "SliceThickness": (0x0018, 0x0050),
+    "KVP": (0x0018, 0x0060),
+    "MagneticFieldStrength": (0x0018, 0x0087),
+    "SoftwareVersions": (0x0018, 0x1020),
+    "ProtocolName": (0x0018, 0x1030),
+    "ConvolutionKernel": (0x0018, 0x1210),
     "StudyInstanceUID": (0x0020, 0x000D),
     "SeriesInstanceUID": (0x0020, 0x000E),
+    "InstanceNumber": (0x0020, 0x0013),
+    "ImagePositionPatient": (0x0020, 0x0032),
+    "ImageOrientationPatient": (0x0020, 0x0037),
+    "Rows": (0x0028, 0x0010),
+    "Columns": (0x0028, 0x0011),
+    "PixelSpacing": (0x0028, 0x0030),
 }
+_BINARY_US = {"Rows", "Columns"}
 _BY_TAG = {(group << 16) | element: keyword for keyword, (group, element) in WANTED_TAGS.items()}
 _LAST_TAG = max(_BY_TAG)
 _PIXEL_DATA = 0x7FE00010
@@ -219,10 +239,16 @@ def scan_header(path: Path) -> dict[str, str | None] | None:
     charset = _decode(found.get("SpecificCharacterSet", b""), "ascii")
     encoding = _CHARSETS.get(charset)
     values: dict[str, str | None] = {}
+    little = syntax != _EXPLICIT_BE
     for keyword in WANTED_TAGS:
         raw = found.get(keyword)
         if raw is None:
             values[keyword] = None
+            continue
+        if keyword in _BINARY_US:
+            if len(raw) != 2:
+                return None  # not one US value: let pydicom decide
+            values[keyword] = str(struct.unpack("<H" if little else ">H", raw)[0])
             continue
         if encoding is None and not raw.isascii():
             return None  # a character set this scanner does not decode

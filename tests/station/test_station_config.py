@@ -28,7 +28,10 @@ def test_station_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_
     assert settings.executor == "docker"
 
 
-@pytest.mark.parametrize(("field", "value"), [("k_anonymity", 1), ("executor", "podman"), ("poll_wait_s", 61)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("k_anonymity", 1), ("k_anonymity", 2), ("k_anonymity", 12), ("executor", "podman"), ("poll_wait_s", 61)],
+)
 def test_station_settings_rejects_unsafe_values(field: str, value: object) -> None:
     with pytest.raises(ValidationError):
         StationSettings.model_validate({field: value})

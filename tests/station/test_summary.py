@@ -108,3 +108,64 @@ def test_suppress_breakdown_caps_levels_at_forty() -> None:
     assert len(actual) == 40
     assert actual["other"] == sum(100 - n for n in range(39, 50))
     assert "v00" in actual and "v49" not in actual
+
+
+def test_synthetic_summary_has_breakdowns_ranges_coverage_and_quality(synthetic_root: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from station.indexer import index_collection
+
+    root = tmp_path / "copy"
+    shutil.copytree(synthetic_root, root)
+    with DicomIndex(tmp_path / "i.sqlite") as index:
+        index_collection(root, index, collection="c", secret=b"k")
+        clean = summarise_collection(index, collection="c", k=5)
+        series = index.series_rows("c")
+        # remove one interior slice of six series: each is flagged, and six reaches k
+        by_series: dict[str, list[Path]] = {}
+        for row in index.connection.execute("SELECT series_uid, path FROM instance WHERE collection = 'c'"):
+            by_series.setdefault(row[0], []).append(Path(row[1]))
+        damaged = [uid for uid, paths in sorted(by_series.items()) if len(paths) >= 3][:6]
+        for uid in damaged:
+            from pydicom import dcmread
+
+            ordered = sorted(
+                by_series[uid], key=lambda path: int(dcmread(path, stop_before_pixels=True).InstanceNumber)
+            )
+            ordered[len(ordered) // 2].unlink()
+        index_collection(root, index, collection="c", secret=b"k")
+        flagged = summarise_collection(index, collection="c", k=5)
+
+    assert sum(clean.sexes.values() or [0]) <= 16 and set(clean.sexes) <= {"F", "M", "O"}
+    assert clean.age_bands and all(count is None or count >= 5 for count in clean.age_bands.values())
+    assert clean.min_typical_age is not None and clean.max_typical_age is not None
+    assert clean.min_typical_age <= clean.max_typical_age
+    assert clean.quality["missing_slices"] == 0 and clean.quality["duplicated_slices"] == 0
+    assert clean.coverage["slice_thickness"] == 100.0
+    thickness = clean.ranges["slice_thickness"]
+    assert thickness.unit == "mm" and thickness.low <= thickness.median <= thickness.high and thickness.subjects >= 5
+    assert all(row["year"] is None or 1900 < row["year"] < 2100 for row in series)
+    assert flagged.quality["missing_slices"] == 6
+
+
+def test_ranges_and_ages_need_k_subjects(tmp_path: Path) -> None:
+    with DicomIndex(tmp_path / "i.sqlite") as index:
+        for n in range(4):
+            header = DicomHeader(
+                path=Path(f"/x/{n}"),
+                sop_instance_uid=f"2.{n}",
+                series_instance_uid=f"3.{n}",
+                study_instance_uid=f"4.{n}",
+                modality="CT",
+                patient_id=f"p{n}",
+                patient_age=f"0{40 + n}Y",
+                slice_thickness=1.0 + n,
+                kvp=120.0,
+            )
+            index.add_header("c", header, secret=b"k")
+
+        actual = summarise_collection(index, collection="c", k=5)
+
+    assert actual.ranges == {}  # four subjects: no percentiles (they would sit next to one patient's value)
+    assert actual.min_typical_age is None and actual.max_typical_age is None
+    assert actual.coverage == {}  # 4 series with (or without) each field: between 1 and k - 1
