@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 import protocol
 from protocol import (
+    CollectionMetadata,
     CollectionPublication,
     Job,
     JobFailure,
@@ -214,6 +215,7 @@ def publish_collections(settings: StationSettings, *, client: httpx.Client | Non
                     description=record.description,
                     summary=summary,
                     keys=keys,
+                    metadata=CollectionMetadata.model_validate(record.metadata),
                 )
                 try:
                     response = http.put(

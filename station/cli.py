@@ -19,6 +19,7 @@ from rich.table import Table
 from protocol import CollectionSummary, ProtocolError, utc_now
 
 from .agent import HubError, enrol, publish_collections, run_agent
+from .collections import COLLECTION_FILE, read_collection_config
 from .config import ExecutorName, StationSettings
 from .executors import ExecutorError, SandboxExecutor, executor_for
 from .executors.sandbox import UNISOLATED_WARNING
@@ -145,38 +146,69 @@ def harvest(
     ],
     state: StateOption,
     collection: Annotated[str, typer.Option("--collection", help="The collection's slug.")],
-    title: Annotated[str, typer.Option("--title", help="A human-readable title.")],
-    description: Annotated[str, typer.Option("--description")] = "",
+    title: Annotated[
+        str | None, typer.Option("--title", help="A human-readable title (else collection.toml's).")
+    ] = None,
+    description: Annotated[str | None, typer.Option("--description")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            exists=True,
+            dir_okay=False,
+            help="The collection.toml (rule and metadata); default: FOLDER/collection.toml when present.",
+        ),
+    ] = None,
     report_file: Annotated[
         Path | None, typer.Option("--report", help="Write every skipped file and its reason (TSV) here.")
     ] = None,
 ) -> None:
     """Index a folder of DICOM files as a collection (incrementally) and show its disclosure-controlled summary."""
     _check_slug(collection, "--collection")
-    if not title.strip() or len(title) > 300:
-        raise typer.BadParameter("the title must have 1 to 300 characters", param_hint="--title")
+    config_file = config if config is not None else folder / COLLECTION_FILE
+    try:
+        described = read_collection_config(config_file) if config_file.is_file() else None
+    except ProtocolError as exc:
+        raise _fail(str(exc)) from None
+    title = title if title is not None else (described.title if described else None)
+    if title is None or not title.strip() or len(title) > 300:
+        raise typer.BadParameter(
+            "the title must have 1 to 300 characters (--title, or title in collection.toml)", param_hint="--title"
+        )
+    if description is None:
+        description = (described.description if described else None) or ""
+    root = described.rule.folder if described else folder
+    rule = described.rule if described else None
     settings = StationSettings(state_dir=state)
     station_state = StationState(state)
     station_state.ensure()
     secret = station_state.load_or_create_pseudonym_key()
-    total = sum(1 for _ in iter_dicom_paths(folder))
+    total = sum(1 for _ in iter_dicom_paths(root))
     with DicomIndex(station_state.index_file) as index:
         with Progress(
             TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=_console
         ) as progress:
             task = progress.add_task("index", total=total)
             report = index_collection(
-                folder,
+                root,
                 index,
                 collection=collection,
                 secret=secret,
                 on_progress=lambda _path, seen: progress.update(task, completed=seen),
                 workers=settings.harvest_workers,
+                exclude=rule.excludes if rule else None,
+                rule_key=f"{rule.modality}|{rule.body_part}" if rule else "",
             )
         summary = summarise_collection(index, collection=collection, k=settings.k_anonymity)
+    metadata = described.metadata.model_dump(mode="json") if described else {}
     station_state.write_collection(
         CollectionRecord(
-            slug=collection, title=title, description=description, root=str(folder.resolve()), indexed_at=utc_now()
+            slug=collection,
+            title=title,
+            description=description,
+            root=str(root.resolve()),
+            indexed_at=utc_now(),
+            metadata=metadata,
         )
     )
     _console.print(_summary_table(collection, summary))

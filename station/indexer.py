@@ -83,6 +83,7 @@ CREATE TABLE IF NOT EXISTS instance (
 CREATE TABLE IF NOT EXISTS file (
     collection TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     status TEXT NOT NULL, reason TEXT, PRIMARY KEY (collection, path));
+CREATE TABLE IF NOT EXISTS collection_rule (collection TEXT PRIMARY KEY, rule TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS instance_path ON instance (collection, path);
 CREATE INDEX IF NOT EXISTS instance_series ON instance (collection, series_uid);
 """
@@ -374,7 +375,7 @@ class DicomIndex:
         (version,) = self.connection.execute("PRAGMA user_version").fetchone()
         if version != SCHEMA_VERSION:  # derived data: an older index is dropped and harvested again
             with self.connection:
-                for table in ("file", "instance", "series", "study", "patient"):
+                for table in ("file", "instance", "series", "study", "patient", "collection_rule"):
                     self.connection.execute(f"DROP TABLE IF EXISTS {table}")
         self.connection.executescript(_SCHEMA)
         self.connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -404,7 +405,7 @@ class DicomIndex:
 
     def _delete_collection_rows(self, collection: str) -> None:
         """Delete one collection's rows inside the caller's transaction."""
-        for table in ("file", "instance", "series", "study", "patient"):
+        for table in ("file", "instance", "series", "study", "patient", "collection_rule"):
             self.connection.execute(f"DELETE FROM {table} WHERE collection = ?", (collection,))  # noqa: S608
 
     def _prune_orphans(self, collection: str) -> None:
@@ -579,6 +580,8 @@ def index_collection(
     secret: bytes,
     on_progress: Callable[[Path, int], None] | None = None,
     workers: int = 1,
+    exclude: Callable[[DicomHeader], str | None] | None = None,
+    rule_key: str = "",
 ) -> IndexReport:
     """Harvest ``root`` as ``collection`` incrementally: only new or changed files are read.
 
@@ -603,6 +606,10 @@ def index_collection(
     workers
         Processes that read headers in parallel (rows are written by this process); 1 reads
         them here.
+    exclude, rule_key
+        The collection's rule (``collection.toml``): ``exclude`` says why a file does not belong
+        (it is then skipped with that reason); when ``rule_key`` differs from the last harvest's,
+        the collection is harvested afresh.
 
     Returns
     -------
@@ -618,6 +625,12 @@ def index_collection(
             "SELECT path, size, mtime_ns, status, reason FROM file WHERE collection = ?", (collection,)
         )
     }
+    stored = db.execute("SELECT rule FROM collection_rule WHERE collection = ?", (collection,)).fetchone()
+    if (stored[0] if stored else "") != rule_key:
+        index.clear_collection(collection)  # another rule: every file must be judged again
+        known = {}
+        with db:
+            db.execute("INSERT OR REPLACE INTO collection_rule VALUES (?, ?)", (collection, rule_key))
     if not known and index.count_for_table(collection, "instance"):
         index.clear_collection(collection)  # indexed before files were tracked: start afresh
     paths = list(iter_dicom_paths(root))
@@ -653,6 +666,9 @@ def index_collection(
             with db:  # one transaction per batch: the file rows say what is finished
                 for (path, (size, mtime)), header in zip(batch, headers, strict=False):
                     db.execute("DELETE FROM instance WHERE collection = ? AND path = ?", (collection, str(path)))
+                    outside = exclude(header) if exclude is not None and isinstance(header, DicomHeader) else None
+                    if outside is not None:
+                        header = SkippedFile(path, outside)
                     if isinstance(header, SkippedFile):
                         report.skipped.append(header)
                         status, reason = "skipped", header.reason

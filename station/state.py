@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,8 @@ class CollectionRecord:
     description: str
     root: str
     indexed_at: datetime
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """The ``collection.toml`` metadata (``CollectionMetadata`` as JSON) published with it."""
 
     def to_json(self) -> dict[str, Any]:
         """Return the record as JSON-ready data."""
@@ -79,6 +81,7 @@ class CollectionRecord:
             description=str(data.get("description", "")),
             root=str(data["root"]),
             indexed_at=datetime.fromisoformat(str(data["indexed_at"])),
+            metadata=dict(data.get("metadata") or {}),
         )
 
 
