@@ -311,3 +311,48 @@ class TestIncrementalHarvest:
         assert set(reasons) == {"empty", "notes.txt", "cut.dcm", "DICOMDIR"}
         assert reasons["DICOMDIR"] == "DICOMDIR index"
         assert {s.path.name: s.reason for s in again.skipped} == reasons
+
+
+def _variant(path: Path, **changes: object) -> None:
+    dataset = dcmread(_testdata("CT_small.dcm"))
+    for keyword, value in changes.items():
+        setattr(dataset, keyword, value)
+    dataset.save_as(path, enforce_file_format=True)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns while writing the odd files
+def test_odd_character_sets_and_huge_private_tags_are_indexed_or_skipped_with_reasons(tmp_path: Path) -> None:
+    from pydicom.uid import generate_uid
+
+    root = tmp_path / "odd"
+    root.mkdir()
+    _variant(root / "japanese.dcm", SpecificCharacterSet="ISO 2022 IR 87", SOPInstanceUID=generate_uid())
+    _variant(root / "unknown-charset.dcm", SpecificCharacterSet="ISO_IR 999", SOPInstanceUID=generate_uid())
+    _variant(
+        root / "latin1.dcm",
+        SpecificCharacterSet="ISO_IR 100",
+        Manufacturer="Médica",
+        SOPInstanceUID=generate_uid(),
+        SeriesInstanceUID=generate_uid(),
+    )
+    huge = dcmread(_testdata("CT_small.dcm"))
+    huge.SOPInstanceUID = generate_uid()
+    block = huge.private_block(0x0009, "ACME 1.0", create=True)
+    block.add_new(0x01, "OB", b"\0" * (6 * 1024 * 1024))  # beyond the scanner's read limit: pydicom decides
+    huge.save_as(root / "huge-private.dcm", enforce_file_format=True)
+    bad_utf8 = root / "bad-utf8.dcm"
+    _variant(bad_utf8, SpecificCharacterSet="ISO_IR 192", SOPInstanceUID=generate_uid())
+    raw = bad_utf8.read_bytes().replace(b"SIEMENS", b"SIEM\xff\xfeS")
+    bad_utf8.write_bytes(raw)
+
+    with DicomIndex(tmp_path / "i.sqlite") as index:
+        report = index_collection(root, index, collection="c", secret=SECRET)
+        manufacturers = {row[0] for row in index.connection.execute("SELECT manufacturer FROM series")}
+
+    assert report.indexed + len(report.skipped) == 5, report
+    assert all(skipped.reason for skipped in report.skipped)
+    assert {"japanese.dcm", "unknown-charset.dcm", "latin1.dcm", "huge-private.dcm"} <= {
+        path.name for path in root.iterdir()
+    }
+    assert report.indexed >= 4  # the odd ones are indexed by pydicom when the scanner steps aside
+    assert "Médica" in manufacturers
