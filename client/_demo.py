@@ -39,6 +39,23 @@ class DemoSite:
     title: str
 
 
+_COLLECTION_TOML = """description = "Synthetic thorax CT and neuro MR of {title}."
+keywords = ["synthetic", "thorax", "neuro"]
+data_use = ["{duo}"]
+annotations = ["label"]
+contact = {{ name = "Imaging biobank", email = "biobank@{station}.example" }}
+
+[[disease]]
+system = "ICD-10"
+code = "{code}"
+label = "{label}"
+"""
+_DEMO_METADATA = {  # station → (DUO condition, ICD-10 code, label)
+    "northvale": ("DUO:0000006", "C34.1", "Malignant neoplasm of upper lobe, bronchus or lung"),
+    "riverside": ("DUO:0000042", "J44.9", "Chronic obstructive pulmonary disease, unspecified"),
+    "lakeshore": ("DUO:0000006", "C34.9", "Malignant neoplasm of bronchus or lung, unspecified"),
+}
+
 DEMO_SITES = (
     DemoSite("northvale", "thorax-neuro", "Northvale University Hospital — thorax CT and neuro MR"),
     DemoSite("riverside", "thorax-neuro", "Riverside Medical Centre — thorax CT and neuro MR"),
@@ -131,8 +148,16 @@ def _prepare_station(
         seed=seed,
         patients=patients,
         steward=(f"steward-{site.station}", steward_key),
+        collection_toml=_collection_toml(site),
     )
     return site.station
+
+
+def _collection_toml(site: DemoSite) -> str | None:
+    if site.station not in _DEMO_METADATA:
+        return None
+    duo, code, label = _DEMO_METADATA[site.station]
+    return _COLLECTION_TOML.format(title=site.title, duo=duo, station=site.station, code=code, label=label)
 
 
 def _step(console: Console, text: str) -> None:
@@ -272,6 +297,11 @@ def run_demo(
         console.print(_search_table(result.search_hits))
         if not result.search_hits:
             raise FederationError("the catalog search found no collection")
+        faceted = researcher.search(disease=["C34"], purpose="DUO:0000006", first=5)
+        console.print(
+            f"  faceted: lung cancer (ICD-10 C34) collections usable for health research: {faceted['totalCount']} — "
+            + ", ".join(f"{item['value']} ({item['count']})" for item in faceted["facets"]["disease"])
+        )
 
         _step(console, "Project and access request to every collection found")
         project = researcher.create_project(

@@ -128,6 +128,7 @@ class LocalFederation:
         seed: int = 1,
         patients: int = 8,
         steward: tuple[str, str] | None = None,
+        collection_toml: str | None = None,
     ) -> Path:
         """Set a station up with the real CLI: synthetic DICOM, enrol, harvest, publish, trust a steward.
 
@@ -141,6 +142,8 @@ class LocalFederation:
             What ``station synth`` generates (the site index picks the scanner vendor).
         steward
             ``(name, signing public key)`` of the steward whose grants the station accepts.
+        collection_toml
+            A ``collection.toml`` (rule and metadata) written next to the synthetic files.
 
         Returns
         -------
@@ -152,6 +155,8 @@ class LocalFederation:
         log = self.logs / f"setup-{name}.log"
         synth = ["station", "synth", str(data), "--site-index", str(site_index), "--seed", str(seed)]
         run_cli([*synth, "--patients", str(patients)], log=log)
+        if collection_toml is not None:
+            (data / "collection.toml").write_text(collection_toml, encoding="utf-8")
         run_cli(
             ["station", "enrol", "--state", str(state), "--hub", self.hub_url, "--name", name, "--token", token],
             log=log,

@@ -36,7 +36,7 @@ def test_demo_search_found_every_station(demo: DemoResult) -> None:
 def test_demo_results_are_aggregates_without_identifiers(demo: DemoResult) -> None:
     text = json.dumps(demo.results)
     data_dir = demo.state_dir / "data"
-    some_dicom = next(path for path in data_dir.rglob("*") if path.is_file())
+    some_dicom = next(path for path in data_dir.rglob("*") if path.is_file() and path.suffix != ".toml")
     header = pydicom.dcmread(some_dicom, stop_before_pixels=True)
 
     assert str(header.PatientID) not in text
@@ -107,7 +107,9 @@ def test_demo_federated_run_shows_each_round_and_registers_a_model(demo: DemoRes
 
 def test_demo_station_updates_carry_no_identifiers(demo: DemoResult) -> None:
     text = json.dumps(demo.fl_run)
-    some_dicom = next(path for path in (demo.state_dir / "data").rglob("*") if path.is_file())
+    some_dicom = next(
+        path for path in (demo.state_dir / "data").rglob("*") if path.is_file() and path.suffix != ".toml"
+    )
     header = pydicom.dcmread(some_dicom, stop_before_pixels=True)
 
     assert str(header.PatientID) not in text
