@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import random
 import shutil
 import threading
@@ -51,7 +52,7 @@ from .bundle import unpack_bundle
 from .catalog import build_publication
 from .config import StationSettings
 from .executors import Executor, ExecutorError, RunResult, RunSpec, executor_for
-from .indexer import DicomIndex, pseudonym_for_patient_id
+from .indexer import DicomIndex, iter_dicom_paths, pseudonym_for_patient_id
 from .outbox import Outbox, file_name_for_job
 from .output_policy import DisclosureRules, OutputViolation, check_disclosure, filter_log_tail
 from .outputs import collect_outputs
@@ -508,8 +509,32 @@ class StationAgent:
             self._executor = executor_for(self.settings)
         return self._executor
 
+    def _data_view(self, collection: str, data_dir: Path, work: Path) -> Path:
+        """The collection as the train sees it: without the files of withdrawn subjects.
+
+        With no withdrawal the folder itself is mounted; otherwise a view of hard links (copies
+        across file systems) leaves the withdrawn subjects' files out.
+        """
+        with DicomIndex(self.state.index_file) as index:
+            hidden = index.withdrawn_paths(collection)
+        if not hidden:
+            return data_dir
+        view = work / "data"
+        shutil.rmtree(view, ignore_errors=True)
+        for path in iter_dicom_paths(data_dir):
+            if str(path) in hidden:
+                continue
+            target = view / path.relative_to(data_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, target)
+            except OSError:
+                shutil.copy2(path, target)
+        self._audit("job.data_view", collection=collection, withdrawn_files=len(hidden))
+        return view
+
     def _run_verified(self, job: Job, work: Path) -> tuple[dict[str, str], RunResult]:
-        data_dir = self._verify(job)
+        data_dir = self._data_view(job.collection, self._verify(job), work)
         manifest = job.signed_manifest.manifest
         bundle = self._download_bundle(manifest.bundle_hash)
         train_dir, job_dir, out_dir = work / "train", work / "job", work / "out"

@@ -19,11 +19,12 @@ from rich.table import Table
 from protocol import CollectionSummary, ProtocolError, utc_now
 
 from .agent import HubError, enrol, publish_collections, run_agent
+from .audit import append_audit
 from .collections import COLLECTION_FILE, read_collection_config
 from .config import ExecutorName, StationSettings
 from .executors import ExecutorError, SandboxExecutor, executor_for
 from .executors.sandbox import UNISOLATED_WARNING
-from .indexer import DicomIndex, index_collection, iter_dicom_paths
+from .indexer import DicomIndex, index_collection, iter_dicom_paths, pseudonym_for_patient_id
 from .state import CollectionRecord, StationState
 from .summary import summarise_collection
 from .synthetic import write_synthetic_collection
@@ -224,6 +225,45 @@ def harvest(
         _console.print(f"  skipped {skipped.path}: {skipped.reason}")
     if len(report.skipped) > _SKIPPED_SHOWN:
         _console.print(f"  ... and {len(report.skipped) - _SKIPPED_SHOWN} more")
+
+
+@app.command()
+def withdraw(
+    subject: Annotated[str, typer.Argument(help="The subject's local Patient ID (as in the DICOM files).")],
+    state: StateOption,
+    publish_now: Annotated[
+        bool, typer.Option("--publish/--no-publish", help="Republish the affected collections' summaries.")
+    ] = True,
+) -> None:
+    """Withdraw a subject (GDPR): remove them from the index, from every later harvest and train, and republish."""
+    if not subject.strip():
+        raise typer.BadParameter("the Patient ID is empty", param_hint="SUBJECT")
+    station_state = StationState(state)
+    if not station_state.index_file.is_file():
+        raise _fail(f"{state} has no index yet: nothing to withdraw from")
+    secret = station_state.load_or_create_pseudonym_key()
+    with DicomIndex(station_state.index_file) as index:
+        removed = index.withdraw(subject, secret=secret)
+    pseudonym = pseudonym_for_patient_id(subject, secret)
+    append_audit(station_state.audit_file, "subject.withdrawn", subject=pseudonym[:16], collections=sorted(removed))
+    if not removed:
+        _console.print("no indexed file belongs to that subject; later harvests will keep them out")
+    for collection, instances in sorted(removed.items()):
+        _console.print(f"withdrew {instances} instance(s) from {collection}")
+    if removed and publish_now:
+        try:
+            identity = station_state.read_identity()
+        except (OSError, ValueError, KeyError):
+            identity = None
+        if identity is None:
+            _console.print("not enrolled: publish the collections when the station is enrolled")
+            return
+        try:
+            published = publish_collections(StationSettings(state_dir=state))
+        except (HubError, ProtocolError) as exc:
+            raise _fail(f"withdrawn here, but republishing failed (run `publish` again): {exc}") from None
+        for collection_id in published:
+            _console.print(f"republished {collection_id}")
 
 
 @app.command()

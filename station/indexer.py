@@ -45,6 +45,7 @@ from .scanner import WANTED_TAGS, scan_header
 
 __all__ = [
     "REQUIRED_KEYWORDS",
+    "WITHDRAWN_REASON",
     "DicomHeader",
     "DicomIndex",
     "IndexReport",
@@ -84,6 +85,7 @@ CREATE TABLE IF NOT EXISTS file (
     collection TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     status TEXT NOT NULL, reason TEXT, PRIMARY KEY (collection, path));
 CREATE TABLE IF NOT EXISTS collection_rule (collection TEXT PRIMARY KEY, rule TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS withdrawn (pseudonym TEXT PRIMARY KEY, withdrawn_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS instance_path ON instance (collection, path);
 CREATE INDEX IF NOT EXISTS instance_series ON instance (collection, series_uid);
 """
@@ -103,6 +105,7 @@ SERIES_FIELDS = (
 )
 """Series columns whose coverage (share of series carrying them) a summary reports."""
 _SEXES = {"F", "M", "O"}
+WITHDRAWN_REASON = "subject withdrawn (GDPR): never indexed or shown to trains again"
 _BATCH = 500  # files per transaction: a crash loses at most one batch of work
 _DICOMDIR_REASON = "DICOMDIR index"
 
@@ -427,10 +430,12 @@ class DicomIndex:
             (collection, collection),
         )
 
-    def add_header(self, collection: str, header: DicomHeader, *, secret: bytes) -> None:
-        """Store one header; the patient id is pseudonymised before it reaches the database."""
+    def add_header(self, collection: str, header: DicomHeader, *, secret: bytes) -> bool:
+        """Store one header (the patient id is pseudonymised first); ``False`` for a withdrawn subject."""
         patient_key = header.patient_id or f"study:{header.study_instance_uid}"
         pseudonym = pseudonym_for_patient_id(patient_key, secret)
+        if self.connection.execute("SELECT 1 FROM withdrawn WHERE pseudonym = ?", (pseudonym,)).fetchone():
+            return False
         years = _age_in_years(header)
         seen = _parse_da(header.study_date)
         year = seen.year if seen else None
@@ -480,6 +485,41 @@ class DicomIndex:
                 header.image_type,
             ),
         )
+        return True
+
+    def withdraw(self, patient_id: str, *, secret: bytes) -> dict[str, int]:
+        """Remove a subject (by local Patient ID) from every collection, and keep them out of later harvests.
+
+        Their files stay where they are but are marked withdrawn: harvests skip them and trains
+        never see them (:meth:`withdrawn_paths`). Returns the instances removed per collection.
+        """
+        pseudonym = pseudonym_for_patient_id(patient_id, secret)
+        removed: dict[str, int] = {}
+        sql = self.connection.execute
+        with self.connection:
+            sql("INSERT OR IGNORE INTO withdrawn VALUES (?, ?)", (pseudonym, date.today().isoformat()))
+            rows = sql(
+                "SELECT i.collection, i.path FROM instance i JOIN series s "
+                "ON s.collection = i.collection AND s.series_uid = i.series_uid "
+                "JOIN study st ON st.collection = s.collection AND st.study_uid = s.study_uid WHERE st.pseudonym = ?",
+                (pseudonym,),
+            ).fetchall()
+            for collection, path in rows:
+                sql("DELETE FROM instance WHERE collection = ? AND path = ?", (collection, path))
+                sql(
+                    "UPDATE file SET status = 'skipped', reason = ? WHERE collection = ? AND path = ?",
+                    (WITHDRAWN_REASON, collection, path),
+                )
+                removed[collection] = removed.get(collection, 0) + 1
+            for collection in removed:
+                self._prune_orphans(collection)
+            sql("DELETE FROM patient WHERE pseudonym = ?", (pseudonym,))
+        return removed
+
+    def withdrawn_paths(self, collection: str) -> set[str]:
+        """Files of a collection that belong to withdrawn subjects."""
+        sql = "SELECT path FROM file WHERE collection = ? AND reason = ?"
+        return {str(row[0]) for row in self.connection.execute(sql, (collection, WITHDRAWN_REASON))}
 
     def collections(self) -> list[str]:
         """Return the slugs of every indexed collection."""
@@ -672,10 +712,12 @@ def index_collection(
                     if isinstance(header, SkippedFile):
                         report.skipped.append(header)
                         status, reason = "skipped", header.reason
-                    else:
-                        index.add_header(collection, header, secret=secret)
+                    elif index.add_header(collection, header, secret=secret):
                         report.indexed += 1
                         status, reason = "indexed", None
+                    else:
+                        report.skipped.append(SkippedFile(path, WITHDRAWN_REASON))
+                        status, reason = "skipped", WITHDRAWN_REASON
                     db.execute(
                         "INSERT OR REPLACE INTO file VALUES (?, ?, ?, ?, ?, ?)",
                         (collection, str(path), size, mtime, status, reason),
