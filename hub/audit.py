@@ -8,16 +8,16 @@ race for the same place make one of them retry instead of forking the chain.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from hub.models import AuditHeadRow, AuditRecord, Station, User
+from hub.models import AccessEvent, AuditHeadRow, AuditRecord, Station, User
 from protocol import AuditEntry, AuditHead, AuditVerification, next_audit_entry, verify_audit_chain
 
-__all__ = ["actor_of", "audit_entries", "audit_head", "record_event", "verify_hub_audit"]
+__all__ = ["actor_of", "audit_entries", "audit_head", "record_access_events", "record_event", "verify_hub_audit"]
 
 _LOCK = threading.Lock()
 _RETRIES = 5
@@ -96,3 +96,22 @@ def audit_entries(session: Session, *, after: int = 0, limit: int | None = None)
 def verify_hub_audit(session: Session) -> AuditVerification:
     """Verify the whole chain against the recorded head."""
     return verify_audit_chain(audit_entries(session), head=audit_head(session))
+
+
+def record_access_events(engine: Engine, events: Iterable[AccessEvent]) -> None:
+    """Append each access-workflow event (a move of a request, decision or grant) to the chain."""
+    for event in events:
+        details: dict[str, Scalar | list[Scalar]] = {"access_request": event.access_request_id, "to": event.to_state}
+        if event.from_state:
+            details["from"] = event.from_state
+        if event.station:
+            details["station"] = event.station
+        details["comment"] = bool(event.comment)
+        record_event(
+            engine,
+            actor=event.actor,
+            role=event.role,
+            action=f"{event.kind}.{event.action}",
+            subject=event.subject,
+            details=details,
+        )

@@ -2,26 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
 from hub.core.security import generate_token, hash_password, hash_token, verify_password
+from hub.governance import (
+    OPEN_DECISIONS,
+    SYSTEM,
+    DecisionState,
+    GrantState,
+    RequestState,
+    Transition,
+    TransitionRefused,
+    check,
+)
 from hub.models import (
+    AccessEvent,
+    AccessGrant,
     AccessRequest,
     Collection,
     Decision,
-    DecisionStatus,
+    DigestItem,
     EnrolmentToken,
     Job,
     OidcIdentity,
     Project,
     ProjectCreate,
+    ProjectUpdate,
     Result,
     Station,
+    StewardDigest,
     Token,
     Train,
     User,
@@ -42,6 +58,7 @@ from protocol import (
 )
 
 __all__ = [
+    "STEWARD_VISIBLE",
     "authenticate_user",
     "claim_next_job",
     "create_access_request",
@@ -52,15 +69,16 @@ __all__ = [
     "create_train",
     "create_user",
     "create_user_token",
-    "decide_decision",
     "decisions_for_request",
     "enrol_station",
+    "events_for_request",
     "expire_job_leases",
     "extend_job_lease",
     "get_access_request",
     "get_api_token",
     "get_collection",
     "get_decision",
+    "get_grant",
     "get_job",
     "get_project",
     "get_result",
@@ -71,24 +89,36 @@ __all__ = [
     "get_user_by_username",
     "get_user_for_token",
     "get_user_token",
+    "grant_for_decision",
     "has_grant",
     "jobs_for_train",
     "list_access_requests",
     "list_api_tokens",
     "list_collections",
+    "list_grants",
     "list_projects",
     "list_stations",
     "list_trains",
     "list_users",
     "manifest_hash_for",
+    "move_decision",
+    "move_grant",
+    "move_request",
     "provision_oidc_user",
     "record_result",
     "redeem_enrolment_token",
+    "replace_request_collections",
+    "restart_decision_clocks",
     "revoke_api_token",
+    "settle_request",
     "signed_grants_for",
+    "steward_digest",
+    "sweep_access",
     "touch_station",
+    "update_project",
     "update_user_keys",
     "upsert_collection",
+    "withdraw_request",
 ]
 
 
@@ -369,6 +399,7 @@ def upsert_collection(*, session: Session, publication: CollectionPublication, g
     row.title = publication.title
     row.description = publication.description
     row.summary = publication.summary.model_dump(mode="json")
+    row.metadata_ = publication.metadata.model_dump(mode="json")
     row.graph_iri = graph_iri
     row.published_at = publication.published_at
     row.updated_at = utc_now()
@@ -392,8 +423,33 @@ def list_collections(*, session: Session) -> Sequence[Collection]:
 
 
 def create_project(*, session: Session, project_create: ProjectCreate, owner: User) -> Project:
-    """Create a project owned by ``owner``."""
-    project = Project(title=project_create.title, purpose=project_create.purpose, owner=owner.username)
+    """Create a project owned by ``owner`` (members, intended use, ethics and end date as given)."""
+    project = Project(
+        title=project_create.title,
+        purpose=project_create.purpose,
+        owner=owner.username,
+        members=sorted(set(project_create.members) - {owner.username}),
+        data_use=list(dict.fromkeys(project_create.data_use)),
+        diseases=list(dict.fromkeys(code.upper() for code in project_create.diseases)),
+        ethics_reference=project_create.ethics_reference,
+        end_date=project_create.end_date,
+    )
+    session.add(project)
+    session.commit()
+    session.refresh(project)
+    return project
+
+
+def update_project(*, session: Session, project: Project, changes: ProjectUpdate) -> Project:
+    """Apply the fields ``changes`` sets to ``project``."""
+    fields = changes.model_dump(exclude_unset=True)
+    if "members" in fields and fields["members"] is not None:
+        fields["members"] = sorted(set(fields["members"]) - {project.owner})
+    if "diseases" in fields and fields["diseases"] is not None:
+        fields["diseases"] = list(dict.fromkeys(code.upper() for code in fields["diseases"]))
+    for name, value in fields.items():
+        if value is not None or name in {"ethics_reference", "end_date"}:
+            setattr(project, name, value)
     session.add(project)
     session.commit()
     session.refresh(project)
@@ -405,19 +461,44 @@ def get_project(*, session: Session, project_id: str) -> Project | None:
     return session.get(Project, project_id)
 
 
-def list_projects(*, session: Session, owner: str) -> Sequence[Project]:
-    """Return the projects of ``owner``, oldest first."""
-    return session.exec(select(Project).where(Project.owner == owner).order_by(col(Project.created_at))).all()
+def list_projects(*, session: Session, member: str) -> list[Project]:
+    """Return the projects ``member`` owns or works on, oldest first."""
+    projects = session.exec(select(Project).order_by(col(Project.created_at))).all()
+    return [project for project in projects if project.has_member(member)]
 
 
-def create_access_request(
-    *, session: Session, project: Project, requester: User, collections: Sequence[Collection]
-) -> tuple[AccessRequest, list[Decision]]:
-    """Create a request with one pending decision per collection."""
-    request = AccessRequest(project_id=project.id, requester=requester.username)
-    session.add(request)
-    session.flush()  # the request row exists before the decisions that point at it
-    decisions = [
+def _event(
+    session: Session,
+    *,
+    request_id: str,
+    row: Transition,
+    subject: str,
+    from_state: str | None,
+    actor: str,
+    role: str,
+    station: str | None = None,
+    comment: str | None = None,
+    at: datetime | None = None,
+) -> AccessEvent:
+    event = AccessEvent(
+        access_request_id=request_id,
+        kind=row.kind,
+        subject=subject,
+        action=row.action,
+        from_state=from_state,
+        to_state=row.target,
+        actor=actor,
+        role=role,
+        station=station,
+        comment=comment,
+        at=at or utc_now(),
+    )
+    session.add(event)
+    return event
+
+
+def _decision_rows(request: AccessRequest, project: Project, collections: Sequence[Collection]) -> list[Decision]:
+    return [
         Decision(
             access_request_id=request.id,
             project_id=project.id,
@@ -427,10 +508,46 @@ def create_access_request(
         )
         for collection in collections
     ]
-    session.add_all(decisions)
+
+
+def create_access_request(
+    *, session: Session, project: Project, requester: User, collections: Sequence[Collection]
+) -> tuple[AccessRequest, list[Decision]]:
+    """Create a draft request with one pending decision per collection."""
+    request = AccessRequest(project_id=project.id, requester=requester.username)
+    session.add(request)
+    session.flush()  # the request row exists before the decisions that point at it
+    session.add_all(_decision_rows(request, project, collections))
+    session.add(
+        AccessEvent(
+            access_request_id=request.id,
+            kind="request",
+            subject=request.id,
+            action="create",
+            to_state=RequestState.DRAFT,
+            actor=requester.username,
+            role="researcher",
+        )
+    )
     session.commit()
     session.refresh(request)
     return request, decisions_for_request(session=session, request_id=request.id)
+
+
+def replace_request_collections(
+    *, session: Session, request: AccessRequest, project: Project, collections: Sequence[Collection]
+) -> list[Decision]:
+    """Give a draft or returned request a new list of collections (its decisions start again)."""
+    if request.status not in (RequestState.DRAFT, RequestState.RETURNED):
+        raise TransitionRefused(409, f"only a draft or returned request can change; this one is {request.status}")
+    for decision in decisions_for_request(session=session, request_id=request.id):
+        session.delete(decision)
+    session.flush()
+    session.add_all(_decision_rows(request, project, collections))
+    request.updated_at = utc_now()
+    session.add(request)
+    session.commit()
+    return decisions_for_request(session=session, request_id=request.id)
 
 
 def decisions_for_request(*, session: Session, request_id: str) -> list[Decision]:
@@ -450,65 +567,374 @@ def get_decision(*, session: Session, request_id: str, decision_id: str) -> Deci
     return decision if decision is not None and decision.access_request_id == request_id else None
 
 
+STEWARD_VISIBLE = (RequestState.FORWARDED, RequestState.ACTIVE, RequestState.CLOSED, RequestState.WITHDRAWN)
+
+
 def list_access_requests(
-    *, session: Session, requester: str | None = None, station: str | None = None
+    *, session: Session, requester: str | None = None, station: str | None = None, projects: Sequence[str] = ()
 ) -> list[tuple[AccessRequest, list[Decision]]]:
-    """Return requests (all, or a requester's, or those with a decision at ``station``) with decisions."""
+    """Return requests with their decisions: all; or a researcher's (own, or of ``projects`` they
+    work on); or those with a decision at ``station`` that reached the stewards."""
     statement = select(AccessRequest).order_by(col(AccessRequest.created_at))
     if requester is not None:
-        statement = statement.where(AccessRequest.requester == requester)
+        statement = statement.where(
+            or_(col(AccessRequest.requester) == requester, col(AccessRequest.project_id).in_(list(projects)))
+        )
     if station is not None:
         at_station = select(Decision.access_request_id).where(Decision.station == station)
-        statement = statement.where(col(AccessRequest.id).in_(at_station))
+        statement = statement.where(
+            col(AccessRequest.id).in_(at_station), col(AccessRequest.status).in_(STEWARD_VISIBLE)
+        )
     return [
         (request, decisions_for_request(session=session, request_id=request.id))
         for request in session.exec(statement).all()
     ]
 
 
-def decide_decision(
+def move_request(
+    *,
+    session: Session,
+    request: AccessRequest,
+    action: str,
+    actor: str,
+    role: str,
+    comment: str | None = None,
+    screening: dict[str, Any] | None = None,
+) -> AccessEvent:
+    """Make one move of the request as the transition table allows it (or raise :class:`TransitionRefused`).
+
+    The update is compare-and-set on the state it leaves, so two racing moves cannot both happen.
+    """
+    row = check("request", action, request.status, role, comment=comment)
+    source = request.status
+    values: dict[str, Any] = {"status": row.target, "updated_at": utc_now()}
+    if screening is not None:
+        values["screening"] = screening
+    moved = session.exec(
+        update(AccessRequest)
+        .where(col(AccessRequest.id) == request.id, col(AccessRequest.status) == source)
+        .values(**values)
+    ).rowcount
+    if moved != 1:
+        session.rollback()
+        raise TransitionRefused(409, "the request changed meanwhile: read it again")
+    event = _event(
+        session,
+        request_id=request.id,
+        row=row,
+        subject=request.id,
+        from_state=source,
+        actor=actor,
+        role=role,
+        comment=comment,
+    )
+    session.commit()
+    session.refresh(request)
+    return event
+
+
+def move_decision(
     *,
     session: Session,
     decision: Decision,
-    status: DecisionStatus,
-    steward: User,
-    comment: str | None,
-    signed_grant: SignedGrant | None = None,
-) -> bool:
-    """Approve or reject a pending decision; tell whether it was still pending."""
-    grant = signed_grant.model_dump(mode="json") if signed_grant is not None else None
-    statement = (
-        update(Decision)
-        .where(col(Decision.id) == decision.id, col(Decision.status) == DecisionStatus.PENDING)
-        .values(status=status, decided_by=steward.username, comment=comment, decided_at=utc_now(), signed_grant=grant)
+    action: str,
+    actor: str,
+    role: str,
+    comment: str | None = None,
+    values: dict[str, Any] | None = None,
+    grant: AccessGrant | None = None,
+) -> AccessEvent:
+    """Make one move of a decision (and create ``grant`` with it when it becomes approved)."""
+    row = check("decision", action, decision.status, role, comment=comment)
+    source = decision.status
+    now = utc_now()
+    changes: dict[str, Any] = {"status": row.target, "updated_at": now, **(values or {})}
+    if role == "steward":
+        if comment:
+            changes.setdefault("comment", comment)
+        if row.target not in OPEN_DECISIONS:
+            changes.setdefault("decided_by", actor)
+            changes.setdefault("decided_at", now)
+    moved = session.exec(
+        update(Decision).where(col(Decision.id) == decision.id, col(Decision.status) == source).values(**changes)
+    ).rowcount
+    if moved != 1:
+        session.rollback()
+        raise TransitionRefused(409, "the decision changed meanwhile: read the request again")
+    if grant is not None:
+        session.add(grant)
+    event = _event(
+        session,
+        request_id=decision.access_request_id,
+        row=row,
+        subject=decision.id,
+        from_state=source,
+        actor=actor,
+        role=role,
+        station=decision.station,
+        comment=comment,
+        at=now,
     )
-    decided = session.exec(statement).rowcount == 1
     session.commit()
     session.refresh(decision)
-    return decided
+    return event
+
+
+def restart_decision_clocks(*, session: Session, request_id: str) -> None:
+    """Start the expiry clock of a request's open decisions now (the stewards just received it)."""
+    session.exec(
+        update(Decision)
+        .where(col(Decision.access_request_id) == request_id, col(Decision.status).in_(list(OPEN_DECISIONS)))
+        .values(updated_at=utc_now())
+    )
+    session.commit()
+
+
+def settle_request(*, session: Session, request: AccessRequest) -> list[AccessEvent]:
+    """The hub's own moves after a decision moved: active on the first approval, closed when all decided."""
+    session.refresh(request)
+    decisions = decisions_for_request(session=session, request_id=request.id)
+    events: list[AccessEvent] = []
+    approved = any(decision.status == DecisionState.APPROVED for decision in decisions)
+    if request.status == RequestState.FORWARDED and approved:
+        events.append(move_request(session=session, request=request, action="activate", actor=SYSTEM, role=SYSTEM))
+    if request.status in (RequestState.FORWARDED, RequestState.ACTIVE) and not any(
+        decision.status in OPEN_DECISIONS for decision in decisions
+    ):
+        events.append(move_request(session=session, request=request, action="close", actor=SYSTEM, role=SYSTEM))
+    return events
+
+
+def withdraw_request(*, session: Session, request: AccessRequest, actor: str, comment: str | None) -> list[AccessEvent]:
+    """Withdraw a request: its open decisions end as declined by the applicant (grants stay)."""
+    check("request", "withdraw", request.status, "researcher", comment=comment)
+    events = [
+        move_decision(session=session, decision=decision, action="withdraw", actor=actor, role="researcher")
+        for decision in decisions_for_request(session=session, request_id=request.id)
+        if decision.status in OPEN_DECISIONS
+    ]
+    events.append(
+        move_request(
+            session=session, request=request, action="withdraw", actor=actor, role="researcher", comment=comment
+        )
+    )
+    return events
+
+
+def get_grant(*, session: Session, grant_id: str) -> AccessGrant | None:
+    """Return the grant with this id."""
+    return session.get(AccessGrant, grant_id)
+
+
+def grant_for_decision(*, session: Session, decision_id: str) -> AccessGrant | None:
+    """Return the grant an approved decision gave."""
+    return session.exec(select(AccessGrant).where(AccessGrant.decision_id == decision_id)).first()
+
+
+def list_grants(
+    *, session: Session, station: str | None = None, projects: Sequence[str] | None = None
+) -> list[AccessGrant]:
+    """Return grants (all, a station's, or those of ``projects``), newest first."""
+    statement = select(AccessGrant).order_by(col(AccessGrant.created_at).desc())
+    if station is not None:
+        statement = statement.where(AccessGrant.station == station)
+    if projects is not None:
+        statement = statement.where(col(AccessGrant.project_id).in_(list(projects)))
+    return list(session.exec(statement).all())
+
+
+def _cancel_project_jobs(*, session: Session, grant: AccessGrant, reason: str) -> list[str]:
+    open_jobs = (
+        col(Job.collection_id) == grant.collection_id,
+        col(Job.status).in_([JobStatus.QUEUED, JobStatus.RUNNING]),
+        col(Job.train_id).in_(select(Train.id).where(Train.project_id == grant.project_id)),
+    )
+    ids = list(session.exec(select(Job.id).where(*open_jobs)).all())
+    if ids:
+        session.exec(
+            update(Job)
+            .where(col(Job.id).in_(ids))
+            .values(status=JobStatus.CANCELLED, failure={"reason": reason}, updated_at=utc_now(), lease_expires_at=None)
+        )
+    return ids
+
+
+def move_grant(
+    *, session: Session, grant: AccessGrant, action: str, actor: str, role: str, comment: str | None = None
+) -> tuple[AccessEvent, list[str]]:
+    """Suspend, resume, revoke or expire a grant; every move but resume cancels the project's open jobs
+    on the collection (a running job's station learns it at its next heartbeat). Returns the event and
+    the cancelled job ids."""
+    row = check("grant", action, grant.status, role, comment=comment)
+    source, now = grant.status, utc_now()
+    moved = session.exec(
+        update(AccessGrant)
+        .where(col(AccessGrant.id) == grant.id, col(AccessGrant.status) == source)
+        .values(status=row.target, updated_at=now)
+    ).rowcount
+    if moved != 1:
+        session.rollback()
+        raise TransitionRefused(409, "the grant changed meanwhile: read it again")
+    cancelled: list[str] = []
+    if row.target != GrantState.ACTIVE:
+        cancelled = _cancel_project_jobs(
+            session=session, grant=grant, reason=f"the grant on {grant.collection_id} was {_past(action)}"
+        )
+    event = _event(
+        session,
+        request_id=grant.access_request_id,
+        row=row,
+        subject=grant.id,
+        from_state=source,
+        actor=actor,
+        role=role,
+        station=grant.station,
+        comment=comment,
+        at=now,
+    )
+    session.commit()
+    session.refresh(grant)
+    return event, cancelled
+
+
+def _past(action: str) -> str:
+    return {"suspend": "suspended", "revoke": "revoked", "expire": "expired"}.get(action, action)
+
+
+def sweep_access(
+    *, session: Session, decision_ttl_s: float, now: datetime | None = None
+) -> tuple[list[AccessEvent], list[str]]:
+    """Expire decisions nobody moved for ``decision_ttl_s`` and grants past their end; settle requests.
+
+    Returns the events and the ids of jobs the expired grants cancelled.
+    """
+    clock = now or utc_now()
+    events: list[AccessEvent] = []
+    cancelled: list[str] = []
+    stale = session.exec(
+        select(Decision).where(
+            col(Decision.status).in_(list(OPEN_DECISIONS)),
+            col(Decision.updated_at) < clock - timedelta(seconds=decision_ttl_s),
+            col(Decision.access_request_id).in_(
+                select(AccessRequest.id).where(
+                    col(AccessRequest.status).in_([RequestState.FORWARDED, RequestState.ACTIVE])
+                )
+            ),
+        )
+    ).all()
+    requests: set[str] = set()
+    for decision in stale:
+        with contextlib.suppress(TransitionRefused):  # moved meanwhile by a person: theirs wins
+            events.append(
+                move_decision(
+                    session=session,
+                    decision=decision,
+                    action="expire",
+                    actor=SYSTEM,
+                    role=SYSTEM,
+                    comment=f"no decision within {decision_ttl_s / 86400:g} days",
+                )
+            )
+            requests.add(decision.access_request_id)
+    for request_id in sorted(requests):
+        request = session.get(AccessRequest, request_id)
+        if request is not None:
+            events.extend(settle_request(session=session, request=request))
+    ended = session.exec(
+        select(AccessGrant).where(
+            col(AccessGrant.status).in_([GrantState.ACTIVE, GrantState.SUSPENDED]), col(AccessGrant.not_after) < clock
+        )
+    ).all()
+    for grant in ended:
+        with contextlib.suppress(TransitionRefused):
+            event, jobs = move_grant(session=session, grant=grant, action="expire", actor=SYSTEM, role=SYSTEM)
+            events.append(event)
+            cancelled.extend(jobs)
+    return events, cancelled
+
+
+def events_for_request(*, session: Session, request_id: str) -> list[AccessEvent]:
+    """Return the events of a request (its decisions' and grants' included), oldest first."""
+    statement = (
+        select(AccessEvent)
+        .where(AccessEvent.access_request_id == request_id)
+        .order_by(col(AccessEvent.at), col(AccessEvent.id))
+    )
+    return list(session.exec(statement).all())
+
+
+def steward_digest(
+    *, session: Session, station: str, decision_ttl_s: float, since: datetime | None = None
+) -> StewardDigest:
+    """What waits for a station's stewards: counts by state, the waiting decisions oldest first, and
+    how many events happened at the station since ``since``."""
+    visible = select(AccessRequest.id).where(col(AccessRequest.status).in_(STEWARD_VISIBLE))
+    decisions = session.exec(
+        select(Decision).where(Decision.station == station, col(Decision.access_request_id).in_(visible))
+    ).all()
+    counts: dict[str, int] = {}
+    for decision in decisions:
+        counts[decision.status] = counts.get(decision.status, 0) + 1
+    for grant in list_grants(session=session, station=station):
+        key = f"grant_{grant.status}"
+        counts[key] = counts.get(key, 0) + 1
+    waiting: list[DigestItem] = []
+    for decision in sorted(decisions, key=lambda row: row.updated_at):
+        if decision.status != DecisionState.PENDING:  # information requested / offered: the researcher's move
+            continue
+        request = session.get(AccessRequest, decision.access_request_id)
+        project = session.get(Project, decision.project_id)
+        if request is None or project is None:  # pragma: no cover - foreign keys
+            continue
+        waiting.append(
+            DigestItem(
+                access_request_id=request.id,
+                decision_id=decision.id,
+                project_id=project.id,
+                project_title=project.title,
+                requester=request.requester,
+                collection=decision.collection_id,
+                status=decision.status,
+                waiting_since=decision.updated_at,
+                expires_at=decision.updated_at + timedelta(seconds=decision_ttl_s),
+            )
+        )
+    recent = select(AccessEvent.id).where(AccessEvent.station == station)
+    if since is not None:
+        recent = recent.where(col(AccessEvent.at) > since)
+    return StewardDigest(
+        station=station,
+        generated_at=utc_now(),
+        counts=dict(sorted(counts.items())),
+        waiting=waiting,
+        events_since=len(session.exec(recent).all()),
+        since=since,
+    )
+
+
+def _live_grants(*, session: Session, project_id: str, collection_id: str) -> list[AccessGrant]:
+    now = utc_now()
+    statement = select(AccessGrant).where(
+        AccessGrant.project_id == project_id,
+        AccessGrant.collection_id == collection_id,
+        AccessGrant.status == GrantState.ACTIVE,
+        col(AccessGrant.not_before) <= now,
+        col(AccessGrant.not_after) > now,
+    )
+    return list(session.exec(statement).all())
 
 
 def has_grant(*, session: Session, project_id: str, collection_id: str) -> bool:
-    """Tell whether the project holds an approved decision on the collection."""
-    statement = select(Decision.id).where(
-        Decision.project_id == project_id,
-        Decision.collection_id == collection_id,
-        Decision.status == DecisionStatus.APPROVED,
-    )
-    return session.exec(statement).first() is not None
+    """Tell whether the project holds an active grant on the collection now."""
+    return bool(_live_grants(session=session, project_id=project_id, collection_id=collection_id))
 
 
 def signed_grants_for(*, session: Session, project_id: str, collection_id: str) -> list[SignedGrant]:
-    """Return the stewards' signed grants of approved decisions on the collection for the project."""
-    statement = select(Decision).where(
-        Decision.project_id == project_id,
-        Decision.collection_id == collection_id,
-        Decision.status == DecisionStatus.APPROVED,
-    )
+    """Return the stewards' signed grants of the project's active grants on the collection."""
     return [
-        SignedGrant.model_validate(decision.signed_grant)
-        for decision in session.exec(statement)
-        if decision.signed_grant is not None
+        SignedGrant.model_validate(grant.signed_grant)
+        for grant in _live_grants(session=session, project_id=project_id, collection_id=collection_id)
+        if grant.signed_grant is not None
     ]
 
 

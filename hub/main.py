@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from hub import crud
+from hub import audit, crud
 from hub.blobs import BlobStore
 from hub.catalog.fdp_ping import ping_forever
 from hub.catalog.index import SearchIndex
@@ -25,10 +26,17 @@ from hub.core.ratelimit import LoginLimiter
 from hub.core.replay import NonceCache
 from hub.core.wakeups import StationWakeups
 from hub.fl import RoundCoordinator
+from hub.governance import TransitionRefused
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
+
+
+async def _transition_refused(_request: Request, exc: Exception) -> JSONResponse:
+    """A move the governance table does not allow: 400, 403 or 409 with the rule in words."""
+    assert isinstance(exc, TransitionRefused)
+    return JSONResponse(status_code=exc.status_code, content={"detail": exc.message})
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -44,6 +52,10 @@ async def _sweep_leases(engine: Engine, settings: Settings) -> None:
         def sweep() -> None:
             with Session(engine) as session:
                 crud.expire_job_leases(session=session, max_attempts=settings.job_max_attempts)
+                events, _cancelled = crud.sweep_access(
+                    session=session, decision_ttl_s=settings.decision_ttl_days * 86400
+                )
+            audit.record_access_events(engine, events)
 
         try:
             await anyio.to_thread.run_sync(sweep)
@@ -137,4 +149,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = resolved
     app.include_router(api_router)
+    app.add_exception_handler(TransitionRefused, _transition_refused)
     return app

@@ -11,6 +11,7 @@ from hub.api.routes import (
     auth,
     catalog,
     fdp,
+    grants,
     graphql,
     jobs,
     models,
@@ -33,6 +34,7 @@ api_router.include_router(stations.router)
 api_router.include_router(catalog.router)
 api_router.include_router(projects.router)
 api_router.include_router(access_requests.router)
+api_router.include_router(grants.router)
 api_router.include_router(artifacts.router)
 api_router.include_router(trains.router)
 api_router.include_router(jobs.router)

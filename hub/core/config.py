@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         default=120.0, gt=0, description="a delivered job is re-offered when its station sends no heartbeat this long"
     )
     job_max_attempts: int = Field(default=3, ge=1, description="deliveries of one job before it fails")
+    decision_ttl_days: float = Field(
+        default=30.0, gt=0, le=3650, description="a decision nobody moves this long expires (days)"
+    )
+    grant_default_days: int = Field(
+        default=365, ge=1, le=3650, description="how long a grant approved without a signed period lasts (days)"
+    )
     fl_tick_s: float = Field(
         default=5.0, gt=0, le=3600, description="how often federated rounds are checked for passed deadlines"
     )

@@ -27,9 +27,18 @@ ROUTE_SCOPES: dict[tuple[str, str], TokenScope] = {
     ("GET", "/jobs/{job_id}/result"): TokenScope.RESULTS_READ,
     ("GET", "/artifacts/{address}"): TokenScope.RESULTS_READ,
     ("GET", "/access-requests"): TokenScope.REQUESTS_DECIDE,
-    ("GET", "/requests/digest"): TokenScope.REQUESTS_DECIDE,
-    ("POST", "/access-requests/{access_request_id}/decisions/{decision_id}/approve"): TokenScope.REQUESTS_DECIDE,
-    ("POST", "/access-requests/{access_request_id}/decisions/{decision_id}/reject"): TokenScope.REQUESTS_DECIDE,
+    ("GET", "/access-requests/digest"): TokenScope.REQUESTS_DECIDE,
+    ("GET", "/access-requests/{access_request_id}"): TokenScope.REQUESTS_DECIDE,
+    ("GET", "/access-requests/{access_request_id}/events"): TokenScope.REQUESTS_DECIDE,
+    **{
+        ("POST", f"/access-requests/{{access_request_id}}/decisions/{{decision_id}}/{verb}"): TokenScope.REQUESTS_DECIDE
+        for verb in ("approve", "offer-conditions", "decline", "request-information")
+    },
+    ("GET", "/grants"): TokenScope.REQUESTS_DECIDE,
+    ("GET", "/grants/{grant_id}"): TokenScope.REQUESTS_DECIDE,
+    **{
+        ("POST", f"/grants/{{grant_id}}/{verb}"): TokenScope.REQUESTS_DECIDE for verb in ("suspend", "resume", "revoke")
+    },
 }
 
 UNSCOPED_ROUTES: frozenset[tuple[str, str]] = frozenset({("GET", "/users/me")})

@@ -5,18 +5,31 @@ from hub.models._audit import AuditRecord as AuditRecord
 from hub.models._catalog import Collection as Collection
 from hub.models._catalog import CollectionPublic as CollectionPublic
 from hub.models._catalog import CollectionsPublic as CollectionsPublic
+from hub.models._governance import AccessEvent as AccessEvent
+from hub.models._governance import AccessEventPublic as AccessEventPublic
+from hub.models._governance import AccessEventsPublic as AccessEventsPublic
+from hub.models._governance import AccessGrant as AccessGrant
+from hub.models._governance import AccessGrantPublic as AccessGrantPublic
+from hub.models._governance import AccessGrantsPublic as AccessGrantsPublic
 from hub.models._governance import AccessRequest as AccessRequest
+from hub.models._governance import AccessRequestCheck as AccessRequestCheck
 from hub.models._governance import AccessRequestCreate as AccessRequestCreate
 from hub.models._governance import AccessRequestPublic as AccessRequestPublic
 from hub.models._governance import AccessRequestsPublic as AccessRequestsPublic
+from hub.models._governance import AccessRequestUpdate as AccessRequestUpdate
 from hub.models._governance import Decision as Decision
 from hub.models._governance import DecisionComment as DecisionComment
 from hub.models._governance import DecisionPublic as DecisionPublic
-from hub.models._governance import DecisionStatus as DecisionStatus
+from hub.models._governance import DigestItem as DigestItem
 from hub.models._governance import Project as Project
 from hub.models._governance import ProjectCreate as ProjectCreate
 from hub.models._governance import ProjectPublic as ProjectPublic
 from hub.models._governance import ProjectsPublic as ProjectsPublic
+from hub.models._governance import ProjectUpdate as ProjectUpdate
+from hub.models._governance import ScreeningFinding as ScreeningFinding
+from hub.models._governance import ScreeningReport as ScreeningReport
+from hub.models._governance import StewardDigest as StewardDigest
+from hub.models._governance import TransitionComment as TransitionComment
 from hub.models._rounds import FLRound as FLRound
 from hub.models._rounds import FLRoundPublic as FLRoundPublic
 from hub.models._rounds import FLRun as FLRun
@@ -58,9 +71,17 @@ from hub.models._users import UserPublic as UserPublic
 from hub.models._users import UsersPublic as UsersPublic
 
 __all__ = [
+    "AccessEvent",
+    "AccessEventPublic",
+    "AccessEventsPublic",
+    "AccessGrant",
+    "AccessGrantPublic",
+    "AccessGrantsPublic",
     "AccessRequest",
+    "AccessRequestCheck",
     "AccessRequestCreate",
     "AccessRequestPublic",
+    "AccessRequestUpdate",
     "AccessRequestsPublic",
     "ApiTokenCreate",
     "ApiTokenCreated",
@@ -75,7 +96,7 @@ __all__ = [
     "Decision",
     "DecisionComment",
     "DecisionPublic",
-    "DecisionStatus",
+    "DigestItem",
     "EnrolmentToken",
     "EnrolmentTokenCreate",
     "EnrolmentTokenPublic",
@@ -95,20 +116,25 @@ __all__ = [
     "Project",
     "ProjectCreate",
     "ProjectPublic",
+    "ProjectUpdate",
     "ProjectsPublic",
     "PublicKey",
     "Result",
     "RoundStatus",
     "RunStatus",
+    "ScreeningFinding",
+    "ScreeningReport",
     "Slug",
     "Station",
     "StationPublic",
     "StationsPublic",
+    "StewardDigest",
     "Token",
     "TokenScope",
     "Train",
     "TrainPublic",
     "TrainsPublic",
+    "TransitionComment",
     "User",
     "UserCreate",
     "UserKeys",

@@ -23,6 +23,7 @@ class Collection(SQLModel, table=True):
     title: str
     description: str = ""
     summary: dict[str, Any] = Field(sa_type=JSON)
+    metadata_: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # CollectionMetadata (collection.toml)
     graph_iri: str
     published_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)

@@ -226,7 +226,11 @@ class HubFactory:
 
     def create_project(self, researcher: Researcher) -> str:
         """Create a project; return its id."""
-        body = {"title": "Emphysema", "purpose": "Cohort statistics of emphysema"}
+        body = {
+            "title": "Emphysema",
+            "purpose": "Cohort statistics of emphysema",
+            "data_use": ["DUO:0000006", "DUO:0000031"],  # health/medical research, methods development
+        }
         answer = self.client.post("/projects", json=body, headers=researcher.headers)
         assert answer.status_code == 201, answer.text
         return str(answer.json()["id"])

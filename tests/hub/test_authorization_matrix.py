@@ -42,6 +42,7 @@ USERS = (RESEARCHER, OTHER_RESEARCHER, STEWARD, OTHER_STEWARD, ADMIN)
 EVERYONE = frozenset(ROLES)
 ANY_USER = frozenset(USERS)
 RESEARCHERS = frozenset({RESEARCHER, OTHER_RESEARCHER})
+STEWARDS = frozenset({STEWARD, OTHER_STEWARD})
 
 # (method, path template) → who may call it. "researcher" owns the train, job and request;
 # "steward" is the steward of the station the request's decision is for.
@@ -70,10 +71,33 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/collections/{station}/{collection}"): ANY_USER,
     ("GET", "/projects"): RESEARCHERS,
     ("POST", "/projects"): RESEARCHERS,
+    ("GET", "/projects/{project_id}"): RESEARCHERS,  # a non-member gets 404: the project stays unnamed
+    ("PATCH", "/projects/{project_id}"): RESEARCHERS,
     ("GET", "/access-requests"): ANY_USER,  # each sees only their own (tested in the route tests)
     ("POST", "/access-requests"): RESEARCHERS,
-    ("POST", "/access-requests/{access_request_id}/decisions/{decision_id}/approve"): frozenset({STEWARD}),
-    ("POST", "/access-requests/{access_request_id}/decisions/{decision_id}/reject"): frozenset({STEWARD}),
+    ("POST", "/access-requests/check"): RESEARCHERS,
+    ("GET", "/access-requests/digest"): STEWARDS,
+    ("GET", "/access-requests/{access_request_id}"): frozenset({RESEARCHER, STEWARD, ADMIN}),
+    ("GET", "/access-requests/{access_request_id}/events"): frozenset({RESEARCHER, STEWARD, ADMIN}),
+    ("PATCH", "/access-requests/{access_request_id}"): frozenset({RESEARCHER}),
+    ("POST", "/access-requests/{access_request_id}/submit"): frozenset({RESEARCHER}),
+    ("POST", "/access-requests/{access_request_id}/withdraw"): frozenset({RESEARCHER}),
+    ("POST", "/access-requests/{access_request_id}/reject"): frozenset({ADMIN}),
+    ("POST", "/access-requests/{access_request_id}/forward"): frozenset({ADMIN}),
+    ("POST", "/access-requests/{access_request_id}/return"): frozenset({ADMIN}),
+    **{
+        ("POST", f"/access-requests/{{access_request_id}}/decisions/{{decision_id}}/{verb}"): frozenset({STEWARD})
+        for verb in ("approve", "offer-conditions", "decline", "request-information")
+    },
+    **{
+        ("POST", f"/access-requests/{{access_request_id}}/decisions/{{decision_id}}/{verb}"): frozenset({RESEARCHER})
+        for verb in ("answer", "accept", "decline-offer")
+    },
+    ("GET", "/grants"): ANY_USER,  # each sees their projects' or station's (tested in the route tests)
+    ("GET", "/grants/{grant_id}"): ANY_USER,  # 404 for a grant that is not yours to see
+    ("POST", "/grants/{grant_id}/suspend"): frozenset({STEWARD}),
+    ("POST", "/grants/{grant_id}/resume"): frozenset({STEWARD}),
+    ("POST", "/grants/{grant_id}/revoke"): frozenset({STEWARD}),
     ("GET", "/artifacts/{address}"): ANY_USER | {STATION_ROLE},
     ("PUT", "/artifacts/{address}"): RESEARCHERS,
     ("GET", "/trains"): RESEARCHERS,
@@ -124,6 +148,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         manifest = make_manifest(researcher, project_id=project_id, collections=(collection_id,), bundle_hash=bundle)
         train = hub.submit(manifest, researcher)
         pending = hub.request_access(researcher, project_id, [collection_id])
+        (grant,) = client.get("/grants", headers=researcher.headers).json()["data"]
         yield World(
             client=client,
             headers={
@@ -146,6 +171,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 "address": bundle,
                 "token_id": "no-such-token",
                 "model_id": "no-such-model",
+                "project_id": project_id,
+                "grant_id": grant["id"],
             },
         )
     security._N = original
@@ -172,7 +199,7 @@ def test_endpoint_allows_exactly_its_callers(world: World, method: str, path: st
     wrong: list[str] = []
     for role in ROLES:
         kwargs: dict[str, object] = {"headers": world.headers[role]}
-        if method in {"POST", "PUT"}:
+        if method in {"POST", "PUT", "PATCH"}:
             kwargs["json"] = {}
         if path == "/stations/me/jobs/next":
             kwargs["params"] = {"wait": 0}

@@ -152,6 +152,8 @@ def _claim_next_job(engine: Engine, station_id: str, settings: Settings) -> JobM
     with Session(engine) as session:
         crud.touch_station(session=session, station_id=station_id)
         crud.expire_job_leases(session=session, max_attempts=settings.job_max_attempts)
+        events, _cancelled = crud.sweep_access(session=session, decision_ttl_s=settings.decision_ttl_days * 86400)
+        audit.record_access_events(engine, events)  # an ended grant's jobs are cancelled before any is sent
         claimed = crud.claim_next_job(session=session, station_id=station_id, lease_s=settings.job_lease_s)
         if claimed is None:
             return None

@@ -39,8 +39,10 @@ def create_train(
     project = crud.get_project(session=session, project_id=manifest.project_id)
     if project is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no project {manifest.project_id!r}")
-    if project.owner != user.username:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="only the project's owner may submit trains for it")
+    if not project.has_member(user.username):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, detail="only the project's owner or members may submit trains for it"
+        )
     if not artifacts.has(manifest.bundle_hash):
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST,
@@ -62,7 +64,8 @@ def create_train(
         if not crud.has_grant(session=session, project_id=project.id, collection_id=collection_id):
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
-                detail=f"project {project.id!r} holds no approved access to collection {collection_id!r}",
+                detail=f"project {project.id!r} holds no active grant on collection {collection_id!r} "
+                "(never approved, or suspended, revoked or expired: GET /grants)",
             )
         collections.append(collection)
     earlier = crud.get_train_by_manifest_hash(session=session, manifest_hash=crud.manifest_hash_for(signed))

@@ -118,7 +118,7 @@ def test_approve_decision_without_body(
     assert answer.json()["decisions"][0]["comment"] is None
 
 
-def test_reject_decision_by_station_steward(
+def test_decline_decision_by_station_steward(
     client: TestClient,
     hub: HubFactory,
     researcher: Researcher,
@@ -128,10 +128,10 @@ def test_reject_decision_by_station_steward(
 ) -> None:
     request = hub.request_access(researcher, project_id, [collection_id])
 
-    answer = client.post(_decision_path(request, "reject"), json={"comment": "no"}, headers=steward_headers)
+    answer = client.post(_decision_path(request, "decline"), json={"comment": "no"}, headers=steward_headers)
 
     assert answer.status_code == 200
-    assert answer.json()["decisions"][0]["status"] == "rejected"
+    assert answer.json()["decisions"][0]["status"] == "declined"
 
 
 def test_approve_decision_steward_of_other_station(
@@ -167,10 +167,12 @@ def test_approve_decision_twice(
     request = hub.request_access(researcher, project_id, [collection_id])
     assert client.post(_decision_path(request, "approve"), headers=steward_headers).status_code == 200
 
-    again = client.post(_decision_path(request, "reject"), headers=steward_headers)
+    again = client.post(
+        _decision_path(request, "decline"), json={"comment": "changed my mind"}, headers=steward_headers
+    )
 
     assert again.status_code == 409
-    assert "already made: approved by steward-a" in again.json()["detail"]
+    assert "decision that is approved" in again.json()["detail"]
 
 
 def test_approve_decision_unknown(client: TestClient, steward_headers: Headers) -> None:

@@ -56,7 +56,7 @@ def test_create_train_without_grant(
     answer = client.post("/trains", json=signed.model_dump(mode="json"), headers=researcher.headers)
 
     assert answer.status_code == 403
-    assert f"no approved access to collection {collection_id!r}" in answer.json()["detail"]
+    assert f"holds no active grant on collection {collection_id!r}" in answer.json()["detail"]
 
 
 def test_create_train_with_rejected_decision(
@@ -69,7 +69,7 @@ def test_create_train_with_rejected_decision(
 ) -> None:
     request = hub.request_access(researcher, project_id, [collection_id])
     decision = request["decisions"][0]  # type: ignore[index]
-    client.post(f"/access-requests/{request['id']}/decisions/{decision['id']}/reject", headers=steward_headers)
+    client.post(f"/access-requests/{request['id']}/decisions/{decision['id']}/decline", headers=steward_headers)
     signed = make_manifest(
         researcher, project_id=project_id, collections=(collection_id,), bundle_hash=hub.upload_bundle(researcher)
     )
