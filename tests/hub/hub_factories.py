@@ -135,6 +135,7 @@ def make_publication(
         description="Low-dose chest CT",
         turtle=turtle if turtle is not None else make_turtle(station.name, collection, title, summary, metadata),
         summary=summary or make_summary(),
+        metadata=metadata or CollectionMetadata(),
         published_at=datetime.now(UTC),
     )
     return sign_publication(publication, station.keys.signing)
