@@ -49,6 +49,12 @@ fi
 if [ -n "${TRAINYARD_REBUILD:-}" ] || ! image_exists "$DEBIAN_IMAGE"; then
     if [ ! -s "$ROOTFS_TAR" ]; then
         [ "$(id -u)" -eq 0 ] || fail "debootstrap needs root (or put a rootfs tarball at $ROOTFS_TAR)"
+        if ! command -v debootstrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+            say "installing debootstrap with apt-get"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null 2>&1 \
+                || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null 2>&1; } \
+                || true
+        fi
         command -v debootstrap >/dev/null 2>&1 || fail "debootstrap is missing (apt-get install debootstrap)"
         mkdir -p "$CACHE_DIR"
         WORK=$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")

@@ -177,7 +177,7 @@ TRANSITIONS: tuple[Transition, ...] = (
         {"researcher"},
         "the researcher declines the conditions",
     ),
-    _t("decision", "decline", OPEN_DECISIONS, _D.DECLINED, {"steward"}, "the steward declines"),
+    _t("decision", "decline", OPEN_DECISIONS, _D.DECLINED, {"steward"}, "the steward declines", needs_comment=True),
     _t("decision", "expire", OPEN_DECISIONS, _D.EXPIRED, {SYSTEM}, "nobody decided in time"),
     _t(
         "decision",

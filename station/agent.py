@@ -570,6 +570,7 @@ class StationAgent:
             image = self._ensure_image(manifest)
         except ExecutorError as exc:
             raise _Refusal(f"the station cannot run trains: {exc}") from exc
+        stop = threading.Event()  # set by the heartbeat when the hub cancels the job
         spec = RunSpec(
             job_id=job.job_id,
             train_dir=train_dir,
@@ -583,13 +584,18 @@ class StationAgent:
             pids=self.settings.pids,
             image=image or self.settings.train_image,
             gpus=int(asked.get("gpu", 0)),
+            stop=stop,
         )
         try:
             executor = self.executor()
-            with self._heartbeats(job.job_id):
+            with self._heartbeats(job.job_id, stop) as why_stopped:
                 result = executor.run_train(spec)
         except ExecutorError as exc:
             raise _Refusal(f"the station cannot run trains: {exc}") from exc
+        if result.stopped:
+            reason = why_stopped[0] if why_stopped else "the hub no longer expects the job"
+            self._audit("job.stopped", job_id=job.job_id, executor=result.executor, reason=reason)
+            raise _Refusal(f"the station stopped the train: {reason}", rule="stopped")
         self._audit(
             "job.run",
             job_id=job.job_id,
@@ -649,27 +655,36 @@ class StationAgent:
             raise _Refusal(f"the result is withheld for the steward's review: {exc}", rule=exc.rule) from exc
 
     @contextlib.contextmanager
-    def _heartbeats(self, job_id: str) -> Iterator[None]:
-        """Tell the hub the job is alive while it runs, so its lease does not expire."""
-        stop = threading.Event()
+    def _heartbeats(self, job_id: str, stop_train: threading.Event) -> Iterator[list[str]]:
+        """Tell the hub the job is alive while it runs, so its lease does not expire.
+
+        When the hub answers 409 (the job was cancelled: its grant was suspended, revoked or
+        expired, or the researcher cancelled the train) ``stop_train`` is set, and the hub's
+        reason is the one item of the yielded list.
+        """
+        done = threading.Event()
+        reasons: list[str] = []
         path = f"/stations/me/jobs/{quote(job_id, safe='')}/heartbeat"
 
         def beat() -> None:
-            while not stop.wait(self.settings.heartbeat_s):
+            while not done.wait(self.settings.heartbeat_s):
                 try:
                     response = self.client.post(path)
                 except httpx.HTTPError as exc:
                     logger.warning("heartbeat for job %s failed: %s", job_id, type(exc).__name__)
                     continue
                 if response.status_code == 409:
-                    logger.warning("the hub no longer expects job %s: %s", job_id, _detail(response))
+                    reasons.append(f"the hub no longer expects the job ({_detail(response)})")
+                    logger.warning("stopping job %s: %s", job_id, reasons[0])
+                    stop_train.set()
+                    return
 
         thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
         thread.start()
         try:
-            yield
+            yield reasons
         finally:
-            stop.set()
+            done.set()
             thread.join(timeout=5)
 
     def upload(self, envelope: ResultEnvelope) -> bool:

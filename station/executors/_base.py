@@ -15,6 +15,7 @@ and the variables ``TRAINYARD_DATA``, ``TRAINYARD_OUT``, ``TRAINYARD_TRAIN`` and
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -43,6 +44,9 @@ class RunSpec:
     image: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     gpus: int = 0
+    stop: threading.Event | None = field(default=None, compare=False)
+    """Set when the hub no longer wants the job (grant suspended, revoked or expired; train cancelled):
+    the executor kills the train and reports ``stopped``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,11 +59,12 @@ class RunResult:
     duration_s: float
     executor: str
     devices: tuple[str, ...] = ()
+    stopped: bool = False
 
     @property
     def succeeded(self) -> bool:
-        """True when the train exited 0 within its time limit."""
-        return self.exit_code == 0 and not self.timed_out
+        """True when the train exited 0 within its time limit and was not stopped."""
+        return self.exit_code == 0 and not self.timed_out and not self.stopped
 
 
 class Executor(Protocol):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -269,9 +270,10 @@ class DockerExecutor:
             raise ExecutorError(f"the train container did not start: {exc.explanation or exc}") from exc
         if self._on_start is not None:
             self._on_start(container)
-        ended = self._wait(container, deadline=started + spec.timeout_s)
+        ended = self._wait(container, deadline=started + spec.timeout_s, stop=spec.stop)
         duration = time.monotonic() - started
-        timed_out = ended is None
+        stopped = ended is None and spec.stop is not None and spec.stop.is_set()
+        timed_out = ended is None and not stopped
         if ended is None:
             with contextlib.suppress(APIError):  # it may have ended by itself in the meantime
                 container.kill()
@@ -279,7 +281,9 @@ class DockerExecutor:
         state = ended or {}
         exit_code = int(state.get("ExitCode", -1))
         tail = _log_tail(container)
-        if timed_out:
+        if stopped:
+            tail += "\n[trainyard] stopped: the hub no longer wants this job\n"
+        elif timed_out:
             tail += f"\n[trainyard] killed after the time limit of {spec.timeout_s:g} s\n"
         elif state.get("OOMKilled"):
             tail += f"\n[trainyard] killed: out of memory (limit {spec.memory_mb} MB)\n"
@@ -294,11 +298,12 @@ class DockerExecutor:
             duration_s=duration,
             executor=self.name,
             devices=devices,
+            stopped=stopped,
         )
 
     @staticmethod
-    def _wait(container: Container, *, deadline: float) -> dict[str, Any] | None:
-        """Poll until the container stops; its ``State``, or None at the deadline."""
+    def _wait(container: Container, *, deadline: float, stop: threading.Event | None = None) -> dict[str, Any] | None:
+        """Poll until the container stops; its ``State``, or None at the deadline or once ``stop`` is set."""
         pause = 0.05
         while True:
             container.reload()
@@ -306,7 +311,7 @@ class DockerExecutor:
             if state.get("Status") in {"exited", "dead"}:
                 return state
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or (stop is not None and stop.is_set()):
                 return None
             time.sleep(min(pause, remaining))
             pause = min(pause * 1.5, 0.5)

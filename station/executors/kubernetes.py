@@ -20,6 +20,7 @@ manifests are, field by field.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -256,7 +257,8 @@ class KubernetesExecutor:
         except ApiException as exc:
             raise ExecutorError(f"the cluster refused the train job: {exc.status} {exc.reason}") from exc
         try:
-            timed_out, exit_code = self._wait(batch, core, name, deadline=started + spec.timeout_s + 30)
+            timed_out, exit_code = self._wait(batch, core, name, deadline=started + spec.timeout_s + 30, stop=spec.stop)
+            stopped = spec.stop is not None and spec.stop.is_set() and exit_code == -1 and timed_out
             log = self._log(core, name)
         finally:
             options = k8s.V1DeleteOptions(propagation_policy="Background")
@@ -266,14 +268,19 @@ class KubernetesExecutor:
                 networking.delete_namespaced_network_policy(name, namespace)
         return RunResult(
             exit_code=exit_code,
-            timed_out=timed_out,
+            timed_out=timed_out and not stopped,
             log_tail=log[-LOG_TAIL_CHARS:],
             duration_s=time.monotonic() - started,
             executor=self.name,
+            stopped=stopped,
         )
 
-    def _wait(self, batch: Any, core: Any, name: str, *, deadline: float) -> tuple[bool, int]:
-        while time.monotonic() < deadline:
+    def _wait(
+        self, batch: Any, core: Any, name: str, *, deadline: float, stop: threading.Event | None = None
+    ) -> tuple[bool, int]:
+        """Poll the Job: ``(timed_out, exit_code)``; ``(True, -1)`` at the deadline or once ``stop`` is set
+        (the Job is deleted, which kills its pod)."""
+        while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
             status = batch.read_namespaced_job_status(name, self.settings.namespace).status
             if status.succeeded:
                 return False, 0

@@ -68,6 +68,7 @@ _OUR_PACKAGES = ("trainkit", "protocol")
 _SANDBOX_UID = "65534"
 _LOG_LINES = 200
 _LOG_BYTES = 65536
+_STOP_POLL_S = 0.25  # how often a running train checks whether the hub still wants it
 
 
 def _package_dir(name: str) -> Path | None:
@@ -216,13 +217,20 @@ class SandboxExecutor:
                 start_new_session=True,
                 preexec_fn=_limits_setter(spec, max_file_mb=self.max_file_mb),
             )
-            try:
-                exit_code = proc.wait(timeout=spec.timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                with contextlib.suppress(ProcessLookupError):  # the group may be gone already
-                    os.killpg(proc.pid, signal.SIGKILL)
-                exit_code = proc.wait()
+            stopped = False
+            deadline = started + spec.timeout_s
+            while True:
+                try:
+                    exit_code = proc.wait(timeout=max(0.0, min(_STOP_POLL_S, deadline - time.monotonic())))
+                    break
+                except subprocess.TimeoutExpired:
+                    stopped = spec.stop is not None and spec.stop.is_set()
+                    timed_out = not stopped and time.monotonic() >= deadline
+                    if stopped or timed_out:
+                        with contextlib.suppress(ProcessLookupError):  # the group may be gone already
+                            os.killpg(proc.pid, signal.SIGKILL)
+                        exit_code = proc.wait()
+                        break
             log_tail = _read_tail(log)
         return RunResult(
             exit_code=exit_code,
@@ -230,6 +238,7 @@ class SandboxExecutor:
             log_tail=log_tail,
             duration_s=time.monotonic() - started,
             executor=executor,
+            stopped=stopped,
         )
 
     def _system_args(self) -> list[str]:

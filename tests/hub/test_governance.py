@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hub.governance import (
@@ -110,3 +112,9 @@ def test_markdown_table_has_a_line_per_row() -> None:
     assert lines[0].startswith("| object | action |")
     assert len(lines) == 2 + len(TRANSITIONS)
     assert "| grant | revoke | active, suspended | revoked | steward | required |" in lines
+
+
+def test_readme_prints_the_table_the_code_enforces() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+
+    assert transition_table_markdown() in readme

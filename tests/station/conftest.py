@@ -177,6 +177,7 @@ class FakeHub:
     publications: dict[str, dict[str, object]] = field(default_factory=dict)
     upload_failures: int = 0
     heartbeats: list[str] = field(default_factory=list)
+    cancelled: set[str] = field(default_factory=set)
     poll_down: bool = False
     requests: list[httpx.Request] = field(default_factory=list)
 
@@ -207,7 +208,10 @@ class FakeHub:
             self.publications[path.rsplit("/", 1)[-1]] = json.loads(request.content)
             return httpx.Response(200, json={"id": f"{STATION}/x"})
         if path.startswith("/stations/me/jobs/") and path.endswith("/heartbeat"):
-            self.heartbeats.append(path.split("/")[-2])
+            job_id = path.split("/")[-2]
+            self.heartbeats.append(job_id)
+            if job_id in self.cancelled:
+                return httpx.Response(409, json={"detail": f"job {job_id!r} is cancelled, not running"})
             return httpx.Response(200, json={"status": "running"})
         if path.startswith("/stations/me/jobs/") and path.endswith("/result"):
             if self.upload_failures > 0:

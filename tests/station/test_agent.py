@@ -635,3 +635,30 @@ def test_agent_sends_heartbeats_while_a_train_runs(
 
     assert hub.heartbeats.count("job-1") >= 3
     assert hub.results["job-1"].status == JobStatus.SUCCEEDED
+
+
+def test_agent_stops_a_train_the_hub_cancelled(
+    tmp_path: Path,
+    state: StationState,
+    hub: Any,
+    researcher: KeyPair,
+    train_bundle: bytes,
+    job_for: Callable[..., Job],
+    fake_executor: Any,
+) -> None:
+    settings = StationSettings(state_dir=state.root, poll_wait_s=0, executor="sandbox", heartbeat_s=0.05)
+
+    def runs_until_stopped(spec: RunSpec) -> RunResult:
+        assert spec.stop is not None
+        hub.cancelled.add(spec.job_id)  # the steward suspends the grant while the train runs
+        stopped = spec.stop.wait(timeout=10)
+        return RunResult(exit_code=-9, timed_out=False, log_tail="", duration_s=0.1, executor="fake", stopped=stopped)
+
+    hub.add_bundle(train_bundle)
+
+    envelope = _agent(settings, hub, fake_executor(runs_until_stopped)).process_job(job_for(researcher, train_bundle))
+
+    assert envelope.status == JobStatus.FAILED
+    assert "the station stopped the train: the hub no longer expects the job" in _failure(hub)
+    assert "is cancelled" in _failure(hub)
+    assert "job.stopped" in [entry.action for entry in read_audit(state.audit_file)]

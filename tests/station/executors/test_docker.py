@@ -7,6 +7,7 @@ base image; the tests skip, with the reason printed, only when no engine can be 
 import importlib.util
 import json
 import textwrap
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -246,6 +247,24 @@ def test_sleep_forever_train_is_killed_at_timeout(docker_client: DockerClient, t
     assert result.exit_code != 0
     assert "sleeping" in result.log_tail
     assert "time limit" in result.log_tail
+    assert containers_for(docker_client, spec) == []
+
+
+@pytest.mark.docker
+def test_stopped_train_is_killed_before_its_timeout(
+    docker_client: DockerClient, tmp_path: Path, data_dir: Path
+) -> None:
+    train = write_train(tmp_path, "import time\nprint('sleeping', flush=True)\nwhile True:\n    time.sleep(1)\n")
+    stop = threading.Event()
+    threading.Timer(2.0, stop.set).start()
+    spec = make_spec(tmp_path, data_dir=data_dir, train_dir=train, outputs=["a.json"], timeout_s=120, stop=stop)
+
+    result = DockerExecutor(client=docker_client).run_train(spec)
+
+    assert result.stopped
+    assert not result.timed_out
+    assert result.duration_s < 30
+    assert "the hub no longer wants this job" in result.log_tail
     assert containers_for(docker_client, spec) == []
 
 

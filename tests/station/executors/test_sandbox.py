@@ -1,5 +1,6 @@
 """The bubblewrap sandbox, tested by running real trains in it."""
 
+import dataclasses
 import json
 import socket
 import subprocess
@@ -267,3 +268,35 @@ def test_executor_for_docker_is_imported_lazily(tmp_path: Path) -> None:
     actual = executor_for(StationSettings(state_dir=tmp_path, executor="docker", train_image="img:1"))
     assert actual.name == "docker"
     assert "station.executors.docker" in sys.modules
+
+
+def _stop_after(seconds: float) -> threading.Event:
+    stop = threading.Event()
+    threading.Timer(seconds, stop.set).start()
+    return stop
+
+
+@needs_bwrap
+@pytest.mark.slow
+def test_run_train_stop_kills_the_train(tmp_path: Path) -> None:
+    code = "import time\nprint('started', flush=True)\ntime.sleep(120)\n"
+    spec = _spec(tmp_path, code)
+
+    result = SandboxExecutor().run_train(dataclasses.replace(spec, stop=_stop_after(1.0)))
+
+    assert result.stopped
+    assert not result.timed_out
+    assert not result.succeeded
+    assert result.duration_s < 15
+    assert "started" in result.log_tail
+
+
+def test_run_train_unisolated_stop_kills_the_train(tmp_path: Path) -> None:
+    executor = SandboxExecutor(bwrap="/nonexistent/bwrap", allow_unisolated=True)
+    spec = dataclasses.replace(_spec(tmp_path, "import time\ntime.sleep(60)\n"), stop=_stop_after(0.5))
+
+    result = executor.run_train(spec)
+
+    assert result.stopped
+    assert not result.timed_out
+    assert result.duration_s < 10

@@ -69,7 +69,8 @@ def test_create_train_with_rejected_decision(
 ) -> None:
     request = hub.request_access(researcher, project_id, [collection_id])
     decision = request["decisions"][0]  # type: ignore[index]
-    client.post(f"/access-requests/{request['id']}/decisions/{decision['id']}/decline", headers=steward_headers)
+    path = f"/access-requests/{request['id']}/decisions/{decision['id']}/decline"
+    assert client.post(path, json={"comment": "no ethics approval"}, headers=steward_headers).status_code == 200
     signed = make_manifest(
         researcher, project_id=project_id, collections=(collection_id,), bundle_hash=hub.upload_bundle(researcher)
     )
