@@ -24,6 +24,7 @@ import random
 import shutil
 import threading
 import time
+import traceback
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from .catalog import build_publication
 from .config import StationSettings
 from .executors import Executor, ExecutorError, RunResult, RunSpec, executor_for
 from .indexer import DicomIndex, iter_dicom_paths, pseudonym_for_patient_id
+from .ledger import JobLedger
 from .outbox import Outbox, file_name_for_job
 from .output_policy import DisclosureRules, OutputViolation, check_disclosure, filter_log_tail
 from .outputs import collect_outputs
@@ -299,6 +301,7 @@ class StationAgent:
         self.identity = self.state.read_identity()
         self.keys = self.state.load_keys()
         self.outbox = Outbox(self.state.outbox_dir)
+        self.ledger = JobLedger(self.state.root / "answered.jsonl")
         self.client = client or hub_client(self.identity, self.keys, read_timeout_s=settings.poll_wait_s + 15.0)
         self._executor = executor
         self.retry_delays = retry_delays
@@ -337,6 +340,7 @@ class StationAgent:
             envelope = self.answer_job(job, work)
             self.outbox.put(envelope)
             self._audit("result.queued", job_id=job.job_id, status=envelope.status.value)
+        self.ledger.record(job, envelope.status.value)  # after the envelope is durable, before the work goes
         shutil.rmtree(work, ignore_errors=True)
         self.upload(envelope)
         return envelope
@@ -354,6 +358,20 @@ class StationAgent:
             return self._envelope(
                 job, JobStatus.FAILED, failure=JobFailure(reason=refusal.reason[:2000], exit_code=refusal.exit_code)
             )
+        except Exception as exc:  # a station bug or an input nobody foresaw: this job fails, the station goes on
+            # the frames, not the message: an exception's text may quote the data it choked on
+            logger.error(
+                "job %s: unexpected %s while handling it:\n%s",
+                job.job_id,
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
+            reason = (
+                f"the station could not handle this job ({type(exc).__name__}); nothing left the station, "
+                "and its operator has the details in the station log"
+            )
+            self._audit("job.failed", job_id=job.job_id, reason=reason, rule="station error")
+            return self._envelope(job, JobStatus.FAILED, failure=JobFailure(reason=reason))
         manifest = job.signed_manifest.manifest
         finished = protocol.utc_now()
         update_ref = None
@@ -415,6 +433,18 @@ class StationAgent:
         collection_id = f"{self.identity.name}/{job.collection}"
         if collection_id not in manifest.collections:
             raise _Refusal(f"the signed manifest does not name the collection {collection_id!r}")
+        replay = self.ledger.replay_of(job)
+        if replay is not None:
+            self._audit("job.refused", job_id=job.job_id, project=manifest.project_id, reason="replay")
+            raise _Refusal(f"refused by the station: {replay.reason(job)}", rule="replay")
+        age_days = (protocol.utc_now() - manifest.created_at).total_seconds() / 86400
+        if self.settings.max_train_age_days and age_days > self.settings.max_train_age_days:
+            self._audit("job.refused", job_id=job.job_id, project=manifest.project_id, reason="train too old")
+            raise _Refusal(
+                f"refused by the station: the train was signed {age_days:.0f} days ago, more than the station's "
+                f"limit of {self.settings.max_train_age_days} days (sign and submit it again)",
+                rule="replay",
+            )
         if self.settings.require_grants:
             try:
                 grant = check_job_grants(job, station=self.identity.name, stewards=read_stewards(self.state.root))
@@ -632,6 +662,7 @@ class StationAgent:
             k=self.settings.k_anonymity,
             max_array=self.settings.output_max_items,
             max_keys=2 * self.settings.output_max_items,
+            max_values=20 * self.settings.output_max_items,
             is_patient=lambda text: pseudonym_for_patient_id(text, secret) in patients,
         )
 

@@ -76,6 +76,13 @@ class StationSettings(BaseSettings):
         default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, le=64, description="processes reading headers"
     )
     heartbeat_s: float = Field(default=30.0, gt=0, description="how often a running job's lease is renewed")
+    max_train_age_days: int = Field(
+        default=90,
+        ge=0,
+        le=3650,
+        description="refuse trains the researcher signed longer ago than this (0: no limit); with the job "
+        "ledger this bounds what a compromised hub can replay",
+    )
     output_max_items: int = Field(
         default=1000, ge=10, description="longest list (or CSV) an output may hold: longer is per-record data"
     )

@@ -57,6 +57,8 @@ class DisclosureRules:
     max_keys: int = 2000
     max_tensor_elements: int = 200_000_000
     max_int_elements: int = 1024
+    max_values: int = 20_000  # all the numbers and texts of one JSON result together
+    max_depth: int = 32
     is_patient: Callable[[str], bool] = field(default=lambda _text: False)
 
 
@@ -70,8 +72,24 @@ def _identifier_in(text: str, rules: DisclosureRules) -> str | None:
     return None
 
 
-def _walk_json(name: str, value: Any, rules: DisclosureRules, path: str, key: str | None) -> None:
+class _Budget:
+    """How many more values a JSON result may hold (one list per row of a table is per-record data)."""
+
+    def __init__(self, values: int) -> None:
+        self.left = values
+
+
+def _walk_json(
+    name: str, value: Any, rules: DisclosureRules, path: str, key: str | None, budget: _Budget, depth: int = 0
+) -> None:
     where = path or "the document"
+    if depth > rules.max_depth:
+        raise OutputViolation(name, "no per-record data", f"{where} nests deeper than {rules.max_depth} levels")
+    budget.left -= 1
+    if budget.left < 0:
+        raise OutputViolation(
+            name, "no per-record data", f"the document holds more than {rules.max_values} values in all"
+        )
     if isinstance(value, bool) or value is None:
         return
     if isinstance(value, int):
@@ -93,7 +111,7 @@ def _walk_json(name: str, value: Any, rules: DisclosureRules, path: str, key: st
                 name, "no per-record data", f"{where} is a list of {len(value)} items (limit {rules.max_array})"
             )
         for index, item in enumerate(value):
-            _walk_json(name, item, rules, f"{path}[{index}]", key)
+            _walk_json(name, item, rules, f"{path}[{index}]", key, budget, depth + 1)
         return
     if isinstance(value, dict):
         if len(value) > rules.max_keys:
@@ -104,7 +122,7 @@ def _walk_json(name: str, value: Any, rules: DisclosureRules, path: str, key: st
             found = _identifier_in(str(member), rules)
             if found:
                 raise OutputViolation(name, "no identifiers", f"a key of {where} holds {found}")
-            _walk_json(name, item, rules, f"{path}.{member}" if path else str(member), str(member))
+            _walk_json(name, item, rules, f"{path}.{member}" if path else str(member), str(member), budget, depth + 1)
 
 
 def _check_text(name: str, text: str, rules: DisclosureRules) -> None:
@@ -159,7 +177,7 @@ def check_disclosure(files: Iterable[tuple[str, str, bytes]], rules: DisclosureR
     """
     for name, kind, data in files:
         if kind == "json":
-            _walk_json(name, json.loads(data.decode("utf-8")), rules, "", None)
+            _walk_json(name, json.loads(data.decode("utf-8")), rules, "", None, _Budget(rules.max_values))
         elif kind in {"csv", "text"}:
             _check_text(name, data.decode("utf-8"), rules)
         elif kind == "safetensors":

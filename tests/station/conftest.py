@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -133,6 +134,8 @@ def make_job(
     collections: tuple[str, ...] | None = None,
     grants: tuple[SignedGrant, ...] | None = None,
     resources: dict[str, float] | None = None,
+    nonce: str | None = None,
+    created_at: datetime | None = None,
 ) -> Job:
     manifest = TrainManifest(
         name="count-files",
@@ -145,8 +148,8 @@ def make_job(
         researcher="rosa",
         signing_public_key=researcher.signing_public,
         encryption_public_key=researcher.encryption_public,
-        created_at=datetime(2026, 1, 1, tzinfo=UTC),
-        nonce="n" * 16,
+        created_at=created_at or datetime.now(UTC),
+        nonce=nonce or secrets.token_hex(16),
         resources=resources or {},
     )
     return Job(

@@ -662,3 +662,163 @@ def test_agent_stops_a_train_the_hub_cancelled(
     assert "the station stopped the train: the hub no longer expects the job" in _failure(hub)
     assert "is cancelled" in _failure(hub)
     assert "job.stopped" in [entry.action for entry in read_audit(state.audit_file)]
+
+
+class TestReplayAndStationErrors:
+    """A compromised hub replaying jobs, and inputs that must never stop the agent."""
+
+    def _settings(self, state: StationState, **extra: Any) -> StationSettings:
+        return StationSettings(state_dir=state.root, poll_wait_s=0, executor="sandbox", **extra)
+
+    def test_the_same_signed_train_under_a_new_job_id_is_refused(
+        self,
+        state: StationState,
+        hub: Any,
+        researcher: KeyPair,
+        train_bundle: bytes,
+        job_for: Callable[..., Job],
+        fake_executor: Any,
+    ) -> None:
+        hub.add_bundle(train_bundle)
+        executor = fake_executor()
+        agent = _agent(self._settings(state), hub, executor)
+        first = job_for(researcher, train_bundle, job_id="job-1")
+        agent.process_job(first)
+
+        agent.process_job(first.model_copy(update={"job_id": "job-2"}))
+
+        assert hub.results["job-1"].status == JobStatus.SUCCEEDED
+        assert "a replay: the same signed train ran on collection" in _failure(hub, "job-2")
+        assert "'job-1'" in _failure(hub, "job-2")
+        assert len(executor.specs) == 1
+
+    def test_a_job_id_answered_before_is_not_run_again_even_after_a_restart(
+        self,
+        state: StationState,
+        hub: Any,
+        researcher: KeyPair,
+        train_bundle: bytes,
+        job_for: Callable[..., Job],
+        fake_executor: Any,
+    ) -> None:
+        hub.add_bundle(train_bundle)
+        job = job_for(researcher, train_bundle)
+        _agent(self._settings(state), hub, fake_executor()).process_job(job)
+        del hub.results["job-1"]
+        executor = fake_executor()
+
+        _agent(self._settings(state), hub, executor).process_job(job)  # a new agent: the ledger is on disk
+
+        assert "answered job 'job-1' already" in _failure(hub)
+        assert executor.specs == []
+        assert "replay" in [entry.details.get("reason") for entry in read_audit(state.audit_file)]
+
+    def test_rounds_of_one_federated_train_are_not_replays(
+        self,
+        state: StationState,
+        hub: Any,
+        researcher: KeyPair,
+        train_bundle: bytes,
+        job_for: Callable[..., Job],
+        fake_executor: Any,
+    ) -> None:
+        hub.add_bundle(train_bundle)
+        agent = _agent(self._settings(state), hub, fake_executor())
+        job = job_for(researcher, train_bundle)
+        for number in (1, 2):
+            round_job = job.model_copy(update={"job_id": f"job-r{number}", "round": protocol.RoundSpec(number=number)})
+            assert agent.ledger.replay_of(round_job) is None
+            agent.ledger.record(round_job, "succeeded")
+
+        again = job.model_copy(update={"job_id": "job-r1-again", "round": protocol.RoundSpec(number=1)})
+        replay = agent.ledger.replay_of(again)
+        assert replay is not None
+        assert replay.earlier_job_id == "job-r1"
+        assert "round 1" in replay.reason(again)
+
+    def test_a_train_signed_long_ago_is_refused(
+        self,
+        state: StationState,
+        hub: Any,
+        researcher: KeyPair,
+        train_bundle: bytes,
+        job_for: Callable[..., Job],
+        fake_executor: Any,
+    ) -> None:
+        from datetime import UTC, datetime, timedelta
+
+        hub.add_bundle(train_bundle)
+        old = job_for(researcher, train_bundle, created_at=datetime.now(UTC) - timedelta(days=100))
+
+        _agent(self._settings(state, max_train_age_days=30), hub, fake_executor()).process_job(old)
+
+        assert "signed 100 days ago, more than the station's limit of 30 days" in _failure(hub)
+
+    def test_an_unexpected_error_fails_the_job_and_the_next_one_runs(
+        self,
+        state: StationState,
+        hub: Any,
+        researcher: KeyPair,
+        train_bundle: bytes,
+        job_for: Callable[..., Job],
+        fake_executor: Any,
+    ) -> None:
+        hub.add_bundle(train_bundle)
+
+        def broken(spec: RunSpec) -> None:
+            if spec.job_id == "job-1":
+                raise ZeroDivisionError("PatientID=SECRET")  # an exception's text may quote data
+            (spec.out_dir / "result.json").write_text('{"ok": true}')
+
+        agent = _agent(self._settings(state), hub, fake_executor(broken))
+        hub.jobs.extend(
+            [job_for(researcher, train_bundle, job_id="job-1"), job_for(researcher, train_bundle, job_id="job-2")]
+        )
+
+        agent.run(once=True)
+        agent.run(once=True)
+
+        assert "could not handle this job (ZeroDivisionError)" in _failure(hub, "job-1")
+        assert "SECRET" not in _failure(hub, "job-1")
+        assert hub.results["job-2"].status == JobStatus.SUCCEEDED
+        assert not any(state.work_dir.iterdir())
+
+    @pytest.mark.parametrize(
+        ("output", "reason"),
+        [
+            (b"\x1d\x00\x00\x00\x00\x00\x00\x00" + b'{"w": 5}' + b" " * 21, "is not described by an object"),
+            (b"[" * 100_000 + b"]" * 100_000, "nests too deeply"),
+        ],
+    )
+    def test_a_hostile_output_fails_its_job_and_the_station_stays_healthy(
+        self,
+        state: StationState,
+        hub: Any,
+        researcher: KeyPair,
+        train_bundle: bytes,
+        job_for: Callable[..., Job],
+        fake_executor: Any,
+        output: bytes,
+        reason: str,
+    ) -> None:
+        hub.add_bundle(train_bundle)
+        kind = "safetensors" if output.startswith(b"\x1d") else "json"
+
+        def hostile(spec: RunSpec) -> None:
+            name = "model.safetensors" if spec.job_id == "job-1" else "result.json"
+            data = output if spec.job_id == "job-1" else b'{"ok": true}'
+            (spec.out_dir / name).write_bytes(data)
+
+        bad = job_for(researcher, train_bundle, job_id="job-1", outputs=("model.safetensors",))
+        manifest = bad.signed_manifest.manifest
+        outputs = (protocol.OutputSpec(name="model.safetensors", type=kind),)
+        signed = protocol.sign_manifest(manifest.model_copy(update={"outputs": outputs}), researcher.signing)
+        bad = bad.model_copy(update={"signed_manifest": signed})
+        agent = _agent(self._settings(state), hub, fake_executor(hostile))
+        hub.jobs.extend([bad, job_for(researcher, train_bundle, job_id="job-2")])
+
+        agent.run(once=True)
+        agent.run(once=True)
+
+        assert reason in _failure(hub, "job-1")
+        assert hub.results["job-2"].status == JobStatus.SUCCEEDED

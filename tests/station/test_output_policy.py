@@ -51,6 +51,9 @@ def rule_of(files: list[tuple[str, str, bytes]], rules: DisclosureRules | None =
         ({"note": "series 1.2.840.113619.2.55.3.604688119"}, "no identifiers"),
         ({"1.2.826.0.1.3680043.8.498.1": 10}, "no identifiers"),
         ({"train": {"name": "cohort-stats", "version": "0.1.0"}}, None),
+        ({"pixels": [[0.5] * 999 for _ in range(999)]}, "no per-record data"),  # rows within limits, too many in all
+        ({"a": {"b": {"c": 5}}}, None),
+        (json.loads("[" * 40 + "5" + "]" * 40), "no per-record data"),  # nests deeper than 32 levels
     ],
 )
 def test_json_rules(document: object, rule: str | None) -> None:

@@ -59,3 +59,30 @@ def test_check_output_type_safetensors() -> None:
 def test_check_output_type_text_must_be_utf8() -> None:
     with pytest.raises(PolicyError, match="not UTF-8"):
         check_output_type("log.txt", b"\xff\xfe", "text")
+
+
+@pytest.mark.parametrize(
+    ("header", "body", "message"),
+    [
+        ({"w": 5}, b"", "is not described by an object"),
+        ({"w": {"dtype": "F32", "shape": ["x"], "data_offsets": [0, 4]}}, b"\0" * 4, "shape"),
+        ({"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, b"\0" * 4, "shape"),
+        ({"w": {"dtype": "PICKLE", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4, "unknown dtype"),
+        ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 400]}}, b"\0" * 4, "outside the file"),
+        ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}, b"\0" * 4, "outside the file"),
+        ({"w": {"dtype": "F32", "shape": [1]}}, b"\0" * 4, "outside the file"),
+        ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}, b"\0" * 4, "do not match"),
+        ({"__metadata__": {"a": 1}}, b"", "__metadata__"),
+        ({"__metadata__": ["a"]}, b"", "__metadata__"),
+    ],
+)
+def test_check_output_type_safetensors_header_is_validated(
+    header: dict[str, object], body: bytes, message: str
+) -> None:
+    with pytest.raises(PolicyError, match=message):
+        check_output_type("m.safetensors", _safetensors(header, body), "safetensors")
+
+
+def test_check_output_type_json_nested_too_deeply() -> None:
+    with pytest.raises(PolicyError, match="nests too deeply"):
+        check_output_type("a.json", b"[" * 200_000 + b"]" * 200_000, "json")
