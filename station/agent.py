@@ -601,6 +601,7 @@ class StationAgent:
         except ExecutorError as exc:
             raise _Refusal(f"the station cannot run trains: {exc}") from exc
         stop = threading.Event()  # set by the heartbeat when the hub cancels the job
+        limit_mb = self.settings.max_output_mb + (self.settings.max_model_mb if job.round is not None else 0)
         spec = RunSpec(
             job_id=job.job_id,
             train_dir=train_dir,
@@ -614,6 +615,7 @@ class StationAgent:
             pids=self.settings.pids,
             image=image or self.settings.train_image,
             gpus=int(asked.get("gpu", 0)),
+            max_out_bytes=limit_mb * _MB,
             stop=stop,
         )
         try:
@@ -637,6 +639,11 @@ class StationAgent:
         tail = filter_log_tail(result.log_tail, self._disclosure_rules(job.collection).is_patient)
         result = dataclasses.replace(result, log_tail=tail)
         said = f"; last lines (filtered):\n{tail}" if tail else ""
+        if result.out_overflow:
+            raise _Refusal(
+                f"the train wrote more than the station's limit of {limit_mb} MB to /out and was stopped{said}",
+                rule="output size",
+            )
         if result.timed_out:
             raise _Refusal(
                 f"the train ran longer than the station's limit of {spec.timeout_s:g} s and was stopped{said}",
@@ -644,7 +651,6 @@ class StationAgent:
             )
         if result.exit_code != 0:
             raise _Refusal(f"the train exited with code {result.exit_code}{said}", exit_code=result.exit_code)
-        limit_mb = self.settings.max_output_mb + (self.settings.max_model_mb if job.round is not None else 0)
         try:
             if job.round is not None:
                 keep_station_state(job, out_dir, state_root=self.state.root)

@@ -15,12 +15,13 @@ and the variables ``TRAINYARD_DATA``, ``TRAINYARD_OUT``, ``TRAINYARD_TRAIN`` and
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["Executor", "ExecutorError", "RunResult", "RunSpec"]
+__all__ = ["Executor", "ExecutorError", "RunResult", "RunSpec", "tree_size"]
 
 
 class ExecutorError(Exception):
@@ -44,6 +45,8 @@ class RunSpec:
     image: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     gpus: int = 0
+    max_out_bytes: int | None = None
+    """The most the train may write to ``/out`` in all; beyond it the train is killed (``out_overflow``)."""
     stop: threading.Event | None = field(default=None, compare=False)
     """Set when the hub no longer wants the job (grant suspended, revoked or expired; train cancelled):
     the executor kills the train and reports ``stopped``."""
@@ -60,11 +63,12 @@ class RunResult:
     executor: str
     devices: tuple[str, ...] = ()
     stopped: bool = False
+    out_overflow: bool = False
 
     @property
     def succeeded(self) -> bool:
         """True when the train exited 0 within its time limit and was not stopped."""
-        return self.exit_code == 0 and not self.timed_out and not self.stopped
+        return self.exit_code == 0 and not self.timed_out and not self.stopped and not self.out_overflow
 
 
 class Executor(Protocol):
@@ -75,3 +79,21 @@ class Executor(Protocol):
     def run_train(self, spec: RunSpec) -> RunResult:
         """Run the train described by ``spec`` and wait for it to end."""
         ...
+
+
+def tree_size(folder: Path) -> int:
+    """Bytes of the regular files under ``folder`` (links are not followed; a vanishing entry counts 0)."""
+    total = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                total += tree_size(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue
+    return total

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -23,9 +22,9 @@ from typing import Any
 
 from docker.client import DockerClient
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.types import DeviceRequest
+from docker.types import DeviceRequest, Ulimit
 
-from ._base import ExecutorError, RunResult, RunSpec
+from ._base import ExecutorError, RunResult, RunSpec, tree_size
 
 __all__ = ["DEFAULT_IMAGE", "TRAIN_UID", "DockerExecutor", "docker_available"]
 
@@ -209,6 +208,10 @@ class DockerExecutor:
             "memswap_limit": memory,
             "nano_cpus": int(spec.cpus * 1e9),
             "pids_limit": int(spec.pids),
+            # one file can never outgrow the /out limit; the run is watched for the total
+            "ulimits": [Ulimit(name="fsize", soft=spec.max_out_bytes, hard=spec.max_out_bytes)]
+            if spec.max_out_bytes is not None
+            else [],
             "ipc_mode": "private",
             "labels": {JOB_LABEL: spec.job_id},
             "detach": True,
@@ -270,10 +273,18 @@ class DockerExecutor:
             raise ExecutorError(f"the train container did not start: {exc.explanation or exc}") from exc
         if self._on_start is not None:
             self._on_start(container)
-        ended = self._wait(container, deadline=started + spec.timeout_s, stop=spec.stop)
+        overflow = False
+
+        def should_stop() -> bool:
+            nonlocal overflow
+            if spec.max_out_bytes is not None and tree_size(spec.out_dir) > spec.max_out_bytes:
+                overflow = True
+            return overflow or (spec.stop is not None and spec.stop.is_set())
+
+        ended = self._wait(container, deadline=started + spec.timeout_s, should_stop=should_stop)
         duration = time.monotonic() - started
-        stopped = ended is None and spec.stop is not None and spec.stop.is_set()
-        timed_out = ended is None and not stopped
+        stopped = ended is None and not overflow and spec.stop is not None and spec.stop.is_set()
+        timed_out = ended is None and not (stopped or overflow)
         if ended is None:
             with contextlib.suppress(APIError):  # it may have ended by itself in the meantime
                 container.kill()
@@ -281,7 +292,11 @@ class DockerExecutor:
         state = ended or {}
         exit_code = int(state.get("ExitCode", -1))
         tail = _log_tail(container)
-        if stopped:
+        if spec.max_out_bytes is not None and tree_size(spec.out_dir) > spec.max_out_bytes:
+            overflow = True  # written between the last look and the end
+        if overflow:
+            tail += f"\n[trainyard] killed: wrote more than {spec.max_out_bytes} bytes to /out\n"
+        elif stopped:
             tail += "\n[trainyard] stopped: the hub no longer wants this job\n"
         elif timed_out:
             tail += f"\n[trainyard] killed after the time limit of {spec.timeout_s:g} s\n"
@@ -299,11 +314,14 @@ class DockerExecutor:
             executor=self.name,
             devices=devices,
             stopped=stopped,
+            out_overflow=overflow,
         )
 
     @staticmethod
-    def _wait(container: Container, *, deadline: float, stop: threading.Event | None = None) -> dict[str, Any] | None:
-        """Poll until the container stops; its ``State``, or None at the deadline or once ``stop`` is set."""
+    def _wait(
+        container: Container, *, deadline: float, should_stop: Callable[[], bool] = lambda: False
+    ) -> dict[str, Any] | None:
+        """Poll until the container stops; its ``State``, or None at the deadline or once ``should_stop()``."""
         pause = 0.05
         while True:
             container.reload()
@@ -311,7 +329,7 @@ class DockerExecutor:
             if state.get("Status") in {"exited", "dead"}:
                 return state
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or (stop is not None and stop.is_set()):
+            if remaining <= 0 or should_stop():
                 return None
             time.sleep(min(pause, remaining))
             pause = min(pause * 1.5, 0.5)

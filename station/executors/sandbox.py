@@ -43,7 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from ._base import ExecutorError, RunResult, RunSpec
+from ._base import ExecutorError, RunResult, RunSpec, tree_size
 
 __all__ = ["SandboxExecutor"]
 
@@ -217,7 +217,7 @@ class SandboxExecutor:
                 start_new_session=True,
                 preexec_fn=_limits_setter(spec, max_file_mb=self.max_file_mb),
             )
-            stopped = False
+            stopped = overflow = False
             deadline = started + spec.timeout_s
             while True:
                 try:
@@ -225,13 +225,16 @@ class SandboxExecutor:
                     break
                 except subprocess.TimeoutExpired:
                     stopped = spec.stop is not None and spec.stop.is_set()
-                    timed_out = not stopped and time.monotonic() >= deadline
-                    if stopped or timed_out:
+                    overflow = spec.max_out_bytes is not None and tree_size(spec.out_dir) > spec.max_out_bytes
+                    timed_out = not (stopped or overflow) and time.monotonic() >= deadline
+                    if stopped or overflow or timed_out:
                         with contextlib.suppress(ProcessLookupError):  # the group may be gone already
                             os.killpg(proc.pid, signal.SIGKILL)
                         exit_code = proc.wait()
                         break
             log_tail = _read_tail(log)
+        if spec.max_out_bytes is not None and tree_size(spec.out_dir) > spec.max_out_bytes:
+            overflow = True  # written between the last look and the end
         return RunResult(
             exit_code=exit_code,
             timed_out=timed_out,
@@ -239,6 +242,7 @@ class SandboxExecutor:
             duration_s=time.monotonic() - started,
             executor=executor,
             stopped=stopped,
+            out_overflow=overflow,
         )
 
     def _system_args(self) -> list[str]:

@@ -822,3 +822,26 @@ class TestReplayAndStationErrors:
 
         assert reason in _failure(hub, "job-1")
         assert hub.results["job-2"].status == JobStatus.SUCCEEDED
+
+
+def test_agent_refuses_a_train_that_overfilled_out(
+    state: StationState,
+    hub: Any,
+    researcher: KeyPair,
+    train_bundle: bytes,
+    job_for: Callable[..., Job],
+    fake_executor: Any,
+) -> None:
+    settings = StationSettings(state_dir=state.root, poll_wait_s=0, executor="sandbox", max_output_mb=3)
+    seen: list[int | None] = []
+
+    def flood(spec: RunSpec) -> RunResult:
+        seen.append(spec.max_out_bytes)
+        return RunResult(exit_code=-9, timed_out=False, log_tail="", duration_s=1, executor="fake", out_overflow=True)
+
+    hub.add_bundle(train_bundle)
+
+    _agent(settings, hub, fake_executor(flood)).process_job(job_for(researcher, train_bundle))
+
+    assert seen == [3 * 1024 * 1024]
+    assert "wrote more than the station's limit of 3 MB to /out and was stopped" in _failure(hub)

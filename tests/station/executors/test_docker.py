@@ -178,8 +178,26 @@ def exec_from_tmp():
 
 attempt("exec_tmp", exec_from_tmp)
 attempt("write_tmp", lambda: write("/tmp/scratch.txt"))
+
+
+def docker_socket():
+    for path in ("/var/run/docker.sock", "/run/docker.sock"):
+        client = socket.socket(socket.AF_UNIX)
+        try:
+            client.connect(path)
+        finally:
+            client.close()
+
+
+attempt("docker_socket", docker_socket)
+attempt("read_host_proc", lambda: open("/proc/1/root/etc/hostname").read() and os.kill(1, 0) or None)
 with open("/proc/self/status") as status:
-    report["cap_eff"] = [line.split()[1] for line in status if line.startswith("CapEff")][0]
+    fields = dict(line.rstrip("\\n").split(":\\t", 1) for line in status if ":\\t" in line)
+report["cap_eff"] = fields["CapEff"]
+report["no_new_privs"] = fields["NoNewPrivs"].strip()
+with open("/proc/self/mountinfo") as mounts:
+    report["mounts"] = sorted({line.split()[4] for line in mounts})
+report["pid_one"] = open("/proc/1/cmdline").read().replace("\\0", " ").strip()
 
 stop = threading.Event()
 threads = []
@@ -230,6 +248,13 @@ def test_hostile_train_is_contained(docker_client: DockerClient, tmp_path: Path,
     assert {name: report[name] for name in blocked if report[name] == "succeeded"} == {}
     assert report["write_tmp"] == "succeeded"
     assert report["threads"] < 64
+    assert report["docker_socket"] in {"FileNotFoundError", "ConnectionRefusedError", "PermissionError"}
+    assert report["no_new_privs"] == "1"
+    assert report["pid_one"].startswith("python3"), report["pid_one"]  # its own pid namespace: no host process
+    allowed = {"/", "/data", "/train", "/job/job.json", "/out", "/tmp", "/etc/hostname", "/etc/hosts"}
+    allowed |= {"/etc/resolv.conf", "/dev/shm", "/dev/mqueue", "/dev/pts", "/dev/console", "/dev"}
+    unexpected = [m for m in report["mounts"] if m not in allowed and not m.startswith(("/proc", "/sys", "/dev/"))]
+    assert unexpected == [], f"host paths beyond data and out: {unexpected}"
     assert sorted(p.name for p in data_dir.iterdir()) == ["secret.dcm"]
     assert (data_dir / "secret.dcm").read_bytes() == b"original"
     assert sorted(p.name for p in train.iterdir()) == ["main.py"]
@@ -266,6 +291,86 @@ def test_stopped_train_is_killed_before_its_timeout(
     assert result.duration_s < 30
     assert "the hub no longer wants this job" in result.log_tail
     assert containers_for(docker_client, spec) == []
+
+
+FORK_BOMB = """
+import os, time
+children = 0
+try:
+    while True:
+        if os.fork() == 0:
+            time.sleep(30)
+            os._exit(0)
+        children += 1
+except OSError as exc:
+    print("fork refused after", children, "children:", type(exc).__name__, flush=True)
+"""
+
+
+@pytest.mark.docker
+def test_fork_bomb_is_contained_and_the_next_train_runs(
+    docker_client: DockerClient, tmp_path: Path, data_dir: Path
+) -> None:
+    (tmp_path / "bomb").mkdir()
+    (tmp_path / "next").mkdir()
+    bomb = make_spec(
+        tmp_path / "bomb",
+        data_dir=data_dir,
+        train_dir=write_train(tmp_path / "bomb", FORK_BOMB),
+        outputs=[],
+        pids=32,
+        timeout_s=60,
+    )
+    executor = DockerExecutor(client=docker_client)
+
+    result = executor.run_train(bomb)
+
+    assert "fork refused after" in result.log_tail
+    children = int(result.log_tail.split("fork refused after")[1].split()[0])
+    assert children < 32
+    assert containers_for(docker_client, bomb) == []
+    healthy = make_spec(
+        tmp_path / "next", data_dir=data_dir, train_dir=write_train(tmp_path / "next", "print('fine')\n"), outputs=[]
+    )
+    after = executor.run_train(healthy)
+    assert after.succeeded, after.log_tail
+
+
+@pytest.mark.docker
+def test_train_that_fills_out_is_killed(docker_client: DockerClient, tmp_path: Path, data_dir: Path) -> None:
+    source = (
+        "import itertools\nfor n in itertools.count():\n"
+        "    with open(f'/out/part-{n}.bin', 'wb') as f:\n        f.write(b'x' * 1024 * 1024)\n"
+    )
+    train = write_train(tmp_path, source)
+    spec = make_spec(
+        tmp_path, data_dir=data_dir, train_dir=train, outputs=["a.json"], timeout_s=120, max_out_bytes=8 * 1024 * 1024
+    )
+
+    result = DockerExecutor(client=docker_client).run_train(spec)
+
+    assert result.out_overflow
+    assert not result.succeeded
+    assert not result.timed_out
+    assert "wrote more than 8388608 bytes to /out" in result.log_tail
+    assert containers_for(docker_client, spec) == []
+
+
+@pytest.mark.docker
+def test_one_file_cannot_outgrow_the_out_limit(docker_client: DockerClient, tmp_path: Path, data_dir: Path) -> None:
+    source = "with open('/out/big.bin', 'wb') as f:\n    f.write(b'x' * 64 * 1024 * 1024)\n"
+    spec = make_spec(
+        tmp_path,
+        data_dir=data_dir,
+        train_dir=write_train(tmp_path, source),
+        outputs=["big.bin"],
+        max_out_bytes=4 * 1024 * 1024,
+    )
+
+    result = DockerExecutor(client=docker_client).run_train(spec)
+
+    assert not result.succeeded
+    assert (spec.out_dir / "big.bin").stat().st_size <= 4 * 1024 * 1024
 
 
 @pytest.mark.docker

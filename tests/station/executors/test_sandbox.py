@@ -300,3 +300,20 @@ def test_run_train_unisolated_stop_kills_the_train(tmp_path: Path) -> None:
     assert result.stopped
     assert not result.timed_out
     assert result.duration_s < 10
+
+
+def test_run_train_unisolated_that_fills_out_is_killed(tmp_path: Path) -> None:
+    executor = SandboxExecutor(bwrap="/nonexistent/bwrap", allow_unisolated=True)
+    code = (
+        "import itertools, os\nfor n in itertools.count():\n"
+        "    with open(os.path.join(os.environ['TRAINYARD_OUT'], f'p{n}'), 'wb') as f:\n"
+        "        f.write(b'x' * 1024 * 1024)\n"
+    )
+    spec = dataclasses.replace(_spec(tmp_path, code, timeout_s=60), max_out_bytes=4 * 1024 * 1024)
+
+    result = executor.run_train(spec)
+
+    assert result.out_overflow
+    assert not result.timed_out
+    assert not result.succeeded
+    assert result.duration_s < 30
