@@ -500,11 +500,12 @@ class StationAgent:
         return data
 
     def _station_gpus(self, asked: float) -> int:
-        """How many GPUs one job may have here: only a Docker executor set up with GPUs gives any."""
+        """How many GPUs one job may have here: the station's ``gpus`` with an executor that gives GPUs
+        (Docker, Kubernetes); the sandbox gives none."""
         if not asked:
             return 0
         try:
-            return 1 if bool(getattr(self.executor(), "gpus", False)) else 0
+            return int(getattr(self.executor(), "gpus", 0) or 0) and self.settings.gpus
         except ExecutorError:
             return 0
 

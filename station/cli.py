@@ -290,10 +290,21 @@ def run(
         bool, typer.Option("--allow-unisolated", help="DEVELOPMENT ONLY: run trains unisolated without bubblewrap.")
     ] = False,
     once: Annotated[bool, typer.Option("--once", help="Poll once, answer at most one job, then exit.")] = False,
+    gpus: Annotated[
+        int | None,
+        typer.Option(min=0, max=16, help="GPUs one train may have (Docker or Kubernetes executor); default none."),
+    ] = None,
+    gpu_device: Annotated[
+        list[str] | None, typer.Option(help="A GPU device id Docker may hand out (repeat); default any.")
+    ] = None,
 ) -> None:
     """Run the station agent: long-poll the hub for jobs and answer them."""
     _enrolled_state(state)
     overrides: dict[str, object] = {"state_dir": state}
+    if gpus is not None:
+        overrides["gpus"] = gpus
+    if gpu_device:
+        overrides["gpu_devices"] = tuple(gpu_device)
     if executor is not None:
         overrides["executor"] = executor
     if allow_unisolated:

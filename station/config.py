@@ -56,6 +56,18 @@ class StationSettings(BaseSettings):
     executor: ExecutorName = "auto"
     allow_unisolated: bool = False
     train_image: str = "trainyard/train-base:0.1"
+    gpus: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="GPUs one train may have (Docker device requests or nvidia.com/gpu); 0: this station lends "
+        "none; a train gets GPUs only when its train.toml asks",
+    )
+    gpu_devices: tuple[str, ...] = Field(
+        default=(),
+        max_length=16,
+        description="the device ids (e.g. '0', '1' or GPU UUIDs) Docker may hand out; empty: any",
+    )
     poll_wait_s: int = Field(default=25, ge=0, le=60)
     timeout_s: float = Field(default=600.0, gt=0)
     memory_mb: int = Field(default=2048, ge=64)

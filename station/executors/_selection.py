@@ -30,7 +30,9 @@ def _docker_executor(settings: StationSettings) -> Executor:
         module: Any = importlib.import_module("station.executors.docker")
     except ImportError as exc:
         raise ExecutorError(f"the docker executor is not available in this installation: {exc}") from exc
-    executor: Executor = module.DockerExecutor(image=settings.train_image)
+    executor: Executor = module.DockerExecutor(
+        image=settings.train_image, gpus=settings.gpus, gpu_devices=settings.gpu_devices
+    )
     return executor
 
 
@@ -49,6 +51,7 @@ def _kubernetes_executor(settings: StationSettings) -> Executor:
         work_root=settings.state_dir / "work",
         data_claim=settings.kubernetes_data_claim,
         data_root=settings.kubernetes_data_root,
+        gpus=settings.gpus,
     )
     executor: Executor = module.KubernetesExecutor(cluster)
     return executor

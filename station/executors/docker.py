@@ -134,7 +134,9 @@ class DockerExecutor:
     client
         A Docker SDK client; by default one is made from the environment at the first run.
     gpus
-        Hand all GPUs to the container (``--gpus all``); only when the station allows it.
+        The most GPUs one train may have (device requests, only for trains that ask); 0: none.
+    gpu_devices
+        The device ids Docker may hand out (a train asking for n gets the first n); empty: any n.
     on_start
         Called with the SDK container object right after it started, before the executor
         waits for it (for audit records and for tests that inspect the container).
@@ -153,11 +155,13 @@ class DockerExecutor:
         *,
         image: str = DEFAULT_IMAGE,
         client: DockerClient | None = None,
-        gpus: bool = False,
+        gpus: int = 0,
+        gpu_devices: tuple[str, ...] = (),
         on_start: Callable[[Container], None] | None = None,
     ) -> None:
         self.image = image
-        self.gpus = gpus
+        self.gpus = int(gpus)
+        self.gpu_devices = tuple(gpu_devices)
         self._client = client
         self._on_start = on_start
 
@@ -219,7 +223,17 @@ class DockerExecutor:
         if spec.gpus > 0:
             if not self.gpus:
                 raise ExecutorError(f"the train asks {spec.gpus} GPU(s); this station's Docker executor gives none")
-            options["device_requests"] = [DeviceRequest(count=spec.gpus, capabilities=[["gpu"]])]
+            if spec.gpus > self.gpus:
+                raise ExecutorError(f"the train asks {spec.gpus} GPU(s); this station gives at most {self.gpus}")
+            if self.gpu_devices:
+                if spec.gpus > len(self.gpu_devices):
+                    raise ExecutorError(
+                        f"the train asks {spec.gpus} GPU(s); this station has {len(self.gpu_devices)} to hand out"
+                    )
+                chosen = list(self.gpu_devices[: spec.gpus])
+                options["device_requests"] = [DeviceRequest(device_ids=chosen, capabilities=[["gpu"]])]
+            else:
+                options["device_requests"] = [DeviceRequest(count=spec.gpus, capabilities=[["gpu"]])]
         return options
 
     def run_train(self, spec: RunSpec) -> RunResult:

@@ -52,7 +52,7 @@ class KubernetesSettings:
     data_claim, data_root
         The claim holding the collections, and where the agent sees it.
     gpus
-        GPUs per pod when the station allows them (0: none).
+        The most GPUs one train's pod may have (``nvidia.com/gpu``, only for trains that ask); 0: none.
     ephemeral_storage
         The pod's ephemeral-storage limit.
     ttl_after_finished_s
@@ -102,6 +102,11 @@ class KubernetesExecutor:
     def __repr__(self) -> str:
         return f"KubernetesExecutor(namespace={self.settings.namespace!r}, image={self.settings.image!r})"
 
+    @property
+    def gpus(self) -> int:
+        """The most GPUs one train's pod may have."""
+        return self.settings.gpus
+
     # -- manifests ---------------------------------------------------------------------------
 
     def network_policy(self, spec: RunSpec) -> Any:
@@ -142,8 +147,12 @@ class KubernetesExecutor:
             "memory": f"{int(spec.memory_mb)}Mi",
             "ephemeral-storage": settings.ephemeral_storage,
         }
-        if settings.gpus:
-            limits["nvidia.com/gpu"] = str(settings.gpus)
+        if spec.gpus > 0:
+            if spec.gpus > settings.gpus:
+                raise ExecutorError(
+                    f"the train asks {spec.gpus} GPU(s); this station's cluster gives at most {settings.gpus}"
+                )
+            limits["nvidia.com/gpu"] = str(spec.gpus)
         environment = {
             **spec.env,
             "TRAINYARD_DATA": DATA_MOUNT,

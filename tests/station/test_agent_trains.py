@@ -55,6 +55,41 @@ def test_gpu_refused_without_a_gpu_executor(
     assert "GPUs" in failure.reason
 
 
+def test_gpu_train_gets_the_stations_gpus_and_its_devices_are_recorded(
+    state: StationState,
+    hub: Any,
+    researcher: KeyPair,
+    train_bundle: bytes,
+    job_for: Callable[..., Job],
+    fake_executor: Any,
+) -> None:
+    executor = fake_executor(
+        lambda spec: (
+            (spec.out_dir / "result.json").write_text("{}")
+            and RunResult(exit_code=0, timed_out=False, log_tail="", duration_s=1, executor="fake", devices=("gpu:0",))
+        )
+    )
+    executor.gpus = 2  # an executor that gives GPUs (Docker or Kubernetes set up with them)
+    settings = StationSettings(state_dir=state.root, poll_wait_s=0, executor="sandbox", gpus=2)
+    hub.add_bundle(train_bundle)
+
+    _agent(settings, hub, executor).process_job(job_for(researcher, train_bundle, resources={"gpu": 1.0}))
+    _agent(settings, hub, executor).process_job(
+        job_for(researcher, train_bundle, job_id="job-2", resources={"gpu": 3.0})
+    )
+
+    assert executor.specs[0].gpus == 1
+    envelope = hub.results["job-1"]
+    assert envelope.status == JobStatus.SUCCEEDED, envelope.failure
+    assert envelope.sealed is not None
+    payload = ResultPayload.model_validate_json(protocol.open_sealed(envelope.sealed, researcher.encryption))
+    assert payload.provenance is not None
+    assert payload.provenance["ty:devices"] == ["gpu:0"]
+    failure = hub.results["job-2"].failure
+    assert failure is not None
+    assert "GPUs" in failure.reason
+
+
 def test_limits_follow_train_toml_and_provenance_is_sealed(
     settings: StationSettings,
     state: StationState,

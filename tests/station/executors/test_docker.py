@@ -432,9 +432,28 @@ def test_gpus_only_when_the_manifest_asks_and_the_station_allows(tmp_path: Path,
     train = write_train(tmp_path, "print('never')\n")
     spec = make_spec(tmp_path, data_dir=data_dir, train_dir=train, outputs=["a.json"])
     asking = RunSpec(**{**spec.__dict__, "gpus": 1})
-    options = DockerExecutor(gpus=True).container_options(asking, DEFAULT_IMAGE)
+    options = DockerExecutor(gpus=1).container_options(asking, DEFAULT_IMAGE)
     assert options["device_requests"][0]["Capabilities"] == [["gpu"]]
     assert options["device_requests"][0]["Count"] == 1
-    assert "device_requests" not in DockerExecutor(gpus=True).container_options(spec, DEFAULT_IMAGE)
+    assert "device_requests" not in DockerExecutor(gpus=1).container_options(spec, DEFAULT_IMAGE)
     with pytest.raises(ExecutorError, match="gives none"):
         DockerExecutor().container_options(asking, DEFAULT_IMAGE)
+    two = RunSpec(**{**spec.__dict__, "gpus": 2})
+    with pytest.raises(ExecutorError, match="at most 1"):
+        DockerExecutor(gpus=1).container_options(two, DEFAULT_IMAGE)
+    pinned = DockerExecutor(gpus=2, gpu_devices=("GPU-a", "GPU-b", "GPU-c")).container_options(two, DEFAULT_IMAGE)
+    assert pinned["device_requests"][0]["DeviceIDs"] == ["GPU-a", "GPU-b"]
+    with pytest.raises(ExecutorError, match="has 1 to hand out"):
+        DockerExecutor(gpus=2, gpu_devices=("GPU-a",)).container_options(two, DEFAULT_IMAGE)
+
+
+def test_executor_for_docker_takes_the_stations_gpus(tmp_path: Path) -> None:
+    from station.config import StationSettings
+    from station.executors import executor_for
+
+    settings = StationSettings(state_dir=tmp_path, executor="docker", gpus=2, gpu_devices=("0", "1"))
+
+    chosen = executor_for(settings)
+
+    assert isinstance(chosen, DockerExecutor)
+    assert (chosen.gpus, chosen.gpu_devices) == (2, ("0", "1"))

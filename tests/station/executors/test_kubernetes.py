@@ -1,5 +1,6 @@
 """The Kubernetes executor's manifests, field by field (no cluster is reachable here)."""
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +88,17 @@ def test_network_policy_denies_everything_for_the_jobs_pod() -> None:
     assert job["spec"]["template"]["metadata"]["labels"] == selector
 
 
-def test_gpus_only_when_the_station_allows_them() -> None:
-    job = serialised(executor(gpus=2).job_manifest(make_spec()))
+def test_gpus_only_when_the_train_asks_and_the_station_allows_them() -> None:
+    asking = dataclasses.replace(make_spec(), gpus=1)
 
-    assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    limits = serialised(executor(gpus=2).job_manifest(asking))["spec"]["template"]["spec"]["containers"][0]
+
+    assert limits["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    plain = serialised(executor(gpus=2).job_manifest(make_spec()))["spec"]["template"]["spec"]["containers"][0]
+    assert "nvidia.com/gpu" not in plain["resources"]["limits"]
+    with pytest.raises(ExecutorError, match="gives at most 0"):
+        executor().job_manifest(asking)
+    assert executor(gpus=2).gpus == 2
 
 
 @pytest.mark.parametrize(
