@@ -266,6 +266,12 @@ class SandboxExecutor:
             Path(os.path.realpath(self.python)).parent.parent,
         }
         system = tuple(Path(folder) for folder in _SYSTEM_DIRS)
+        for candidate in candidates:
+            if not os.access(candidate, os.R_OK | os.X_OK) and os.path.lexists(candidate):
+                raise ExecutorError(
+                    f"the sandbox cannot read the Python installation at {candidate} as this user; "
+                    "run the agent with a Python its user can read (e.g. the system's /usr/bin/python3)"
+                )
         dirs = sorted(c for c in candidates if c.is_dir() and not any(c.is_relative_to(s) for s in system))
         return [d for d in dirs if not any(d != other and d.is_relative_to(other) for other in dirs)]
 
