@@ -61,7 +61,7 @@ with open(os.path.join(os.environ["TRAINYARD_OUT"], "result.json"), "w") as out:
 @pytest.fixture
 def station_root() -> Iterator[Path]:
     """A station folder the unprivileged user owns (tmp_path's parents are root's 0700 folders)."""
-    root = Path(tempfile.mkdtemp(prefix="trainyard-unprivileged-", dir="/tmp"))  # noqa: S108
+    root = Path(tempfile.mkdtemp(prefix="trainyard-unprivileged-", dir="/tmp"))
     for name in ("train", "data", "job", "out"):
         (root / name).mkdir()
     (root / "train" / "main.py").write_text(TRAIN)
