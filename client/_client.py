@@ -10,7 +10,7 @@ import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,11 @@ query Search($filter: CollectionFilter, $first: Int!, $after: String, $sort: Col
   }
 }
 """
+
+
+_DECISION_MOVES = frozenset(
+    {"approve", "offer-conditions", "decline", "request-information", "answer", "accept", "decline-offer"}
+)
 
 
 class ClientError(TrainyardError):
@@ -131,10 +136,7 @@ class TrainyardClient:
         except httpx.HTTPError as exc:
             raise ClientError(f"cannot reach the hub at {self._http.base_url}: {exc}") from exc
         if response.is_error:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
+            detail = _detail(response)
             raise ClientError(f"{method} {path} failed ({response.status_code}): {detail}", status=response.status_code)
         return response
 
@@ -224,28 +226,174 @@ class TrainyardClient:
         found: dict[str, Any] = answer["data"]["search"]
         return found
 
-    # governance
-    def create_project(self, *, title: str, purpose: str) -> dict[str, Any]:
-        """Create a project owned by the current researcher."""
-        result: dict[str, Any] = self._json("POST", "/projects", json={"title": title, "purpose": purpose})
+    # projects
+    def create_project(
+        self,
+        title: str,
+        purpose: str,
+        *,
+        data_use: Sequence[str] = (),
+        diseases: Sequence[str] = (),
+        ethics_reference: str | None = None,
+        end_date: date | str | None = None,
+        members: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """Create a project owned by the current researcher.
+
+        Parameters
+        ----------
+        title, purpose
+            What the project is called and what the data is for (stewards read this).
+        data_use
+            The intended use as GA4GH DUO codes: a primary purpose (``DUO:0000042`` GRU,
+            ``DUO:0000006`` HMB, ``DUO:0000007`` DS) and modifiers such as ``DUO:0000031``
+            (methods development). Screening matches them against each collection's conditions.
+        diseases
+            ICD-10 codes (e.g. ``C34``) a disease-specific use is about.
+        ethics_reference
+            The ethics approval, for collections that require one (``DUO:0000021``).
+        end_date
+            The project's last day (``YYYY-MM-DD``); grants end by then.
+        members
+            Other researchers (user names) who work on it.
+        """
+        body = {
+            "title": title,
+            "purpose": purpose,
+            "data_use": list(data_use),
+            "diseases": list(diseases),
+            "members": list(members),
+            "ethics_reference": ethics_reference,
+            "end_date": _iso_date(end_date),
+        }
+        result: dict[str, Any] = self._json("POST", "/projects", json=body)
         return result
 
-    def create_access_request(self, *, project_id: str, collections: list[str]) -> dict[str, Any]:
-        """Ask for access to collections across stations: one decision per collection."""
-        body = {"project_id": project_id, "collections": collections}
+    def read_projects(self) -> list[dict[str, Any]]:
+        """The projects the current researcher owns or works on."""
+        data: list[dict[str, Any]] = self._json("GET", "/projects")["data"]
+        return data
+
+    def read_project(self, project_id: str) -> dict[str, Any]:
+        """One of the current researcher's projects."""
+        result: dict[str, Any] = self._json("GET", f"/projects/{project_id}")
+        return result
+
+    def update_project(
+        self,
+        project_id: str,
+        *,
+        title: str | None = None,
+        purpose: str | None = None,
+        data_use: Sequence[str] | None = None,
+        diseases: Sequence[str] | None = None,
+        ethics_reference: str | None = None,
+        end_date: date | str | None = None,
+        members: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Change a project (its owner only); what is left ``None`` stays as it is.
+
+        Lists replace the project's lists. Grants already given keep their purpose and period.
+        """
+        changes = {
+            "title": title,
+            "purpose": purpose,
+            "data_use": None if data_use is None else list(data_use),
+            "diseases": None if diseases is None else list(diseases),
+            "members": None if members is None else list(members),
+            "ethics_reference": ethics_reference,
+            "end_date": _iso_date(end_date),
+        }
+        body = {name: value for name, value in changes.items() if value is not None}
+        result: dict[str, Any] = self._json("PATCH", f"/projects/{project_id}", json=body)
+        return result
+
+    # access requests
+    def check_access_request(self, *, project_id: str, collections: Sequence[str]) -> dict[str, Any]:
+        """Screen a would-be request without storing it: ``passed`` and ``findings``.
+
+        Each finding names its ``collection`` (``"*"`` for the project), a ``severity``
+        (``problem`` returns a request, ``note`` informs the steward), a ``code`` and a ``message``.
+        """
+        body = {"project_id": project_id, "collections": list(collections)}
+        result: dict[str, Any] = self._json("POST", "/access-requests/check", json=body)
+        return result
+
+    def create_access_request(
+        self, *, project_id: str, collections: Sequence[str], submit: bool = True
+    ) -> dict[str, Any]:
+        """Ask for access to collections across stations: one decision per collection.
+
+        A submitted request is screened at once: it comes back ``forwarded`` (the stewards
+        decide) or ``returned`` (its ``screening`` says why). With ``submit=False`` it stays a
+        ``draft`` to change and submit later.
+        """
+        body = {"project_id": project_id, "collections": list(collections), "submit": submit}
         result: dict[str, Any] = self._json("POST", "/access-requests", json=body)
         return result
 
-    def read_access_requests(self) -> list[dict[str, Any]]:
-        """Access requests visible to the current user."""
-        data: list[dict[str, Any]] = self._json("GET", "/access-requests")["data"]
+    def update_access_request(self, request_id: str, *, collections: Sequence[str]) -> dict[str, Any]:
+        """Replace a draft's or returned request's collections."""
+        path = f"/access-requests/{request_id}"
+        result: dict[str, Any] = self._json("PATCH", path, json={"collections": list(collections)})
+        return result
+
+    def submit_access_request(self, request_id: str) -> dict[str, Any]:
+        """Submit a draft or resubmit a returned request: screening runs again."""
+        result: dict[str, Any] = self._json("POST", f"/access-requests/{request_id}/submit")
+        return result
+
+    def withdraw_access_request(self, request_id: str, *, comment: str = "") -> dict[str, Any]:
+        """Withdraw a request that has not closed: its open decisions end; grants given stay."""
+        path = f"/access-requests/{request_id}/withdraw"
+        result: dict[str, Any] = self._json("POST", path, json={"comment": comment or None})
+        return result
+
+    def read_access_requests(self, state: str | None = None) -> list[dict[str, Any]]:
+        """Access requests visible to the current user, optionally only those in ``state``."""
+        params = {"state": state} if state else None
+        data: list[dict[str, Any]] = self._json("GET", "/access-requests", params=params)["data"]
         return data
 
-    def decide(self, request_id: str, decision_id: str, *, approve: bool, comment: str = "") -> dict[str, Any]:
-        """Approve or reject one decision of an access request (the station's steward)."""
-        verb = "approve" if approve else "reject"
-        path = f"/access-requests/{request_id}/decisions/{decision_id}/{verb}"
-        result: dict[str, Any] = self._json("POST", path, json={"comment": comment})
+    def read_access_request(self, request_id: str) -> dict[str, Any]:
+        """One access request with its decisions, screening report and project's use and end."""
+        result: dict[str, Any] = self._json("GET", f"/access-requests/{request_id}")
+        return result
+
+    def read_access_request_events(self, request_id: str) -> list[dict[str, Any]]:
+        """A request's history, oldest first: ``actor``, ``role``, ``at``, ``action``, states, ``comment``."""
+        data: list[dict[str, Any]] = self._json("GET", f"/access-requests/{request_id}/events")["data"]
+        return data
+
+    def read_steward_digest(self, since: datetime | str | None = None) -> dict[str, Any]:
+        """What waits for the steward's station: ``counts`` by state and the ``waiting`` decisions."""
+        params = None if since is None else {"since": since if isinstance(since, str) else since.isoformat()}
+        result: dict[str, Any] = self._json("GET", "/access-requests/digest", params=params)
+        return result
+
+    def move(self, request_id: str, decision_id: str, verb: str, *, comment: str = "") -> dict[str, Any]:
+        """Make one move on a decision; return the request.
+
+        Parameters
+        ----------
+        verb
+            A steward's ``decline``, ``request-information`` (the comment is the question),
+            ``offer-conditions`` (without a signed grant: see :meth:`offer_conditions_with_grant`)
+            or ``approve`` (likewise: :meth:`approve_with_grant`); a researcher's ``answer``,
+            ``accept`` or ``decline-offer``. Underscores work as well as hyphens.
+        comment
+            Why, or the question, answer or conditions; the hub says which moves need one.
+
+        Raises
+        ------
+        ClientError
+            For an unknown verb, or when the hub refuses the move (who may, from which state).
+        """
+        action = verb.replace("_", "-")
+        if action not in _DECISION_MOVES:
+            raise ClientError(f"no decision move {verb!r}: choose one of {', '.join(sorted(_DECISION_MOVES))}")
+        path = f"/access-requests/{request_id}/decisions/{decision_id}/{action}"
+        result: dict[str, Any] = self._json("POST", path, json={"comment": comment or None})
         return result
 
     def approve_with_grant(
@@ -262,17 +410,63 @@ class TrainyardClient:
 
         The grant names the project, the station and collection, the researcher and the key id of
         the researcher's signing key (as the hub reports it: compare it with the one the researcher
-        gave you), and a validity period. Stations run jobs only with grants their operator's
-        trusted steward keys signed.
+        gave you), the project's intended use as its purpose, and a validity period that ends by
+        the project's end date. Stations run jobs only with grants their operator's trusted
+        steward keys signed.
+
+        Parameters
+        ----------
+        request, decision
+            The request as :meth:`read_access_requests` gives it, and one of its decisions.
 
         Raises
         ------
         ClientError
             When the request has no researcher key yet, or the hub refuses the grant.
         """
+        signed = self._sign_grant(request, decision, keys=keys, steward=steward, valid_days=valid_days)
+        path = f"/access-requests/{request['id']}/decisions/{decision['id']}/approve"
+        result: dict[str, Any] = self._json("POST", path, json={"comment": comment or None, "signed_grant": signed})
+        return result
+
+    def offer_conditions_with_grant(
+        self,
+        request: dict[str, Any],
+        decision: dict[str, Any],
+        conditions: str,
+        *,
+        keys: KeyPair,
+        steward: str,
+        valid_days: int = 365,
+    ) -> dict[str, Any]:
+        """Offer a grant signed here on ``conditions``; it starts when the researcher accepts them.
+
+        The grant is built as in :meth:`approve_with_grant`.
+
+        Raises
+        ------
+        ClientError
+            When the conditions are empty, the request has no researcher key yet, or the hub
+            refuses the grant.
+        """
+        if not conditions.strip():
+            raise ClientError("say what the conditions are: the researcher accepts or declines them")
+        signed = self._sign_grant(request, decision, keys=keys, steward=steward, valid_days=valid_days)
+        path = f"/access-requests/{request['id']}/decisions/{decision['id']}/offer-conditions"
+        result: dict[str, Any] = self._json("POST", path, json={"comment": conditions, "signed_grant": signed})
+        return result
+
+    def _sign_grant(
+        self, request: dict[str, Any], decision: dict[str, Any], *, keys: KeyPair, steward: str, valid_days: int
+    ) -> dict[str, Any]:
         if not request.get("requester_key_id"):
-            raise ClientError(f"researcher {request['requester']!r} has no signing key registered yet", status=None)
+            raise ClientError(f"researcher {request['requester']!r} has no signing key registered yet")
         now = utc_now()
+        not_after = now + timedelta(days=valid_days)
+        if request.get("project_end_date"):
+            # The project's last day counts in full: the grant may run until the midnight after it.
+            end = date.fromisoformat(request["project_end_date"]) + timedelta(days=1)
+            not_after = min(not_after, datetime.combine(end, time(), tzinfo=UTC))
         grant = Grant(
             grant_id=decision["id"],
             project_id=request["project_id"],
@@ -280,17 +474,42 @@ class TrainyardClient:
             collection=decision["collection"],
             researcher=request["requester"],
             researcher_key_id=request["requester_key_id"],
+            purpose=tuple(request.get("project_data_use") or ()),
             steward=steward,
             steward_key_id=keys.key_id,
             not_before=now - timedelta(minutes=5),
-            not_after=now + timedelta(days=valid_days),
+            not_after=not_after,
             issued_at=now,
         )
-        signed = sign_grant(grant, keys.signing)
-        path = f"/access-requests/{request['id']}/decisions/{decision['id']}/approve"
-        result: dict[str, Any] = self._json(
-            "POST", path, json={"comment": comment or None, "signed_grant": signed.model_dump(mode="json")}
-        )
+        signed: dict[str, Any] = sign_grant(grant, keys.signing).model_dump(mode="json")
+        return signed
+
+    # grants
+    def read_grants(self, state: str | None = None) -> list[dict[str, Any]]:
+        """Grants visible to the current user (their projects', their station's), optionally in ``state``."""
+        params = {"state": state} if state else None
+        data: list[dict[str, Any]] = self._json("GET", "/grants", params=params)["data"]
+        return data
+
+    def read_grant(self, grant_id: str) -> dict[str, Any]:
+        """One grant."""
+        result: dict[str, Any] = self._json("GET", f"/grants/{grant_id}")
+        return result
+
+    def suspend_grant(self, grant_id: str, *, comment: str) -> dict[str, Any]:
+        """Pause a grant (a steward, saying why): the project's jobs on the collection stop, none start."""
+        return self._grant_move(grant_id, "suspend", comment)
+
+    def resume_grant(self, grant_id: str, *, comment: str = "") -> dict[str, Any]:
+        """End a grant's pause (a steward)."""
+        return self._grant_move(grant_id, "resume", comment)
+
+    def revoke_grant(self, grant_id: str, *, comment: str) -> dict[str, Any]:
+        """End a grant for good (a steward, saying why): the project's jobs on the collection stop."""
+        return self._grant_move(grant_id, "revoke", comment)
+
+    def _grant_move(self, grant_id: str, action: str, comment: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("POST", f"/grants/{grant_id}/{action}", json={"comment": comment or None})
         return result
 
     # trains and results
@@ -416,6 +635,29 @@ class TrainyardClient:
         if payload.job_id != envelope.job_id or payload.station != envelope.station:
             raise ProtocolError("the sealed result belongs to another job or station")
         return JobResult(payload=payload)
+
+
+def _detail(response: httpx.Response) -> str:
+    """The hub's reason: its ``detail``, with validation errors as ``field: message`` (one per problem)."""
+    try:
+        answer = response.json()
+    except ValueError:
+        return response.text
+    detail = answer.get("detail", response.text) if isinstance(answer, dict) else answer
+    if isinstance(detail, list):
+        problems = []
+        for item in detail:
+            if not isinstance(item, dict):
+                problems.append(str(item))
+                continue
+            where = ".".join(str(part) for part in item.get("loc", ())[1:]) or "the request"
+            problems.append(f"{where}: {item.get('msg', item)}")
+        return "; ".join(problems)
+    return str(detail)
+
+
+def _iso_date(value: date | str | None) -> str | None:
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def _camel(name: str) -> str:

@@ -1,9 +1,10 @@
 """``trainyard demo``: a hub and three stations on loopback, and a researcher's whole flow.
 
-Synthetic DICOM collections → harvest and publish → catalog search → access request →
-steward approvals → the cohort-stats train at every station → results fetched, verified
-and decrypted on the researcher's side → a federated training run (fed-bodypart, FedAvg) whose
-rounds and per-round validation accuracy are shown, ending in the model registry.
+Synthetic DICOM collections → harvest and publish → catalog search → a project with its
+intended use (DUO) → screening → access request → steward digests and approvals with signed
+grants → the cohort-stats train at every station → results fetched, verified and decrypted on
+the researcher's side → a federated training run (fed-bodypart, FedAvg) whose rounds and
+per-round validation accuracy are shown, ending in the model registry.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from protocol import KeyPair, TrainyardError, generate_key_pair, save_key_pair
+from protocol import KeyPair, TrainyardError, generate_key_pair, save_key_pair, utc_now
 
 from ._client import TrainyardClient
 from ._federation import FederationError, LocalFederation
@@ -62,6 +64,8 @@ DEMO_SITES = (
     DemoSite("lakeshore", "thorax-neuro", "Lakeshore Clinic — thorax CT and neuro MR"),
 )
 _RESEARCHER = "rosa"
+# health/medical research (the collections permit HMB or GRU) and methods development (the model).
+_DEMO_USE = ["DUO:0000006", "DUO:0000031"]
 _JOB_TIMEOUT_S = 300.0
 
 
@@ -179,6 +183,30 @@ def _search_table(hits: list[dict[str, Any]]) -> Table:
         counts = [str(hit[key]) if hit[key] is not None else "<k" for key in ("subjects", "studies", "series")]
         manufacturers = ", ".join(item["value"] for item in hit["manufacturers"])
         table.add_row(hit["id"], *counts, _values(hit["modalities"]), manufacturers)
+    return table
+
+
+def _print_screening(report: dict[str, Any], console: Console) -> None:
+    problems = [finding for finding in report["findings"] if finding["severity"] == "problem"]
+    verdict = "[green]passed[/green]" if report["passed"] else f"[red]{len(problems)} problem(s)[/red]"
+    console.print(f"  screening before submitting: {verdict}")
+    for finding in report["findings"]:
+        console.print(f"    {finding['severity']} {finding['collection']}: {finding['message']}", highlight=False)
+
+
+def _history_table(events: list[dict[str, Any]]) -> Table:
+    table = Table(title="The request's history", title_justify="left")
+    for column in ("at", "who", "what", "from → to"):
+        table.add_column(column)
+    for event in events:
+        where = f" ({event['station']})" if event.get("station") else ""
+        who = event["actor"] if event["role"] in event["actor"] else f"{event['actor']} ({event['role']})"
+        table.add_row(
+            event["at"][11:19],
+            who,
+            event["action"].replace("_", " ") + where,
+            f"{event['from_state'] or '-'} → {event['to_state']}".replace("_", " "),
+        )
     return table
 
 
@@ -303,31 +331,48 @@ def run_demo(
             + ", ".join(f"{item['value']} ({item['count']})" for item in faceted["facets"]["disease"])
         )
 
-        _step(console, "Project and access request to every collection found")
+        _step(console, "Project with its intended use (DUO), screening, access request")
         project = researcher.create_project(
-            title="Cohort overview for lung screening",
-            purpose="Describe age, sex and modality mix per site (DUO:0000007)",
+            "Cohort overview and a body-part model for lung screening",
+            "Describe age, sex and modality mix per site; train a chest-vs-abdomen CT classifier",
+            data_use=_DEMO_USE,
+            diseases=["C34"],
+            end_date=(utc_now() + timedelta(days=365)).date(),
+        )
+        console.print(
+            f"  project {project['id'][:8]}: data use {', '.join(project['data_use'])}, "
+            f"diseases {', '.join(project['diseases'])}, ends {project['end_date']}"
         )
         collection_ids = [hit["id"] for hit in result.search_hits]
+        report = researcher.check_access_request(project_id=project["id"], collections=collection_ids)
+        _print_screening(report, console)
         request = researcher.create_access_request(project_id=project["id"], collections=collection_ids)
-        console.print(f"  request {request['id'][:8]} → {len(request['decisions'])} decisions, one per station")
+        if request["status"] != "forwarded":
+            raise FederationError(f"the access request was {request['status']}, not forwarded to the stewards")
+        console.print(
+            f"  request {request['id'][:8]}: {request['status']} → {len(request['decisions'])} decisions, "
+            "one per station's steward"
+        )
 
-        _step(console, "Each station's data steward approves and signs a grant on their own machine")
+        _step(console, "Stewards read their digest and approve, signing grants on their own machines")
         for site in DEMO_SITES:
             steward = f"steward-{site.station}"
-            approver = TrainyardClient(federation.hub_url)
-            approver.login(steward, passwords[steward])
-            for pending in approver.read_access_requests():
-                for decision in pending["decisions"]:
-                    if decision["station"] == site.station and decision["status"] == "pending":
-                        approver.approve_with_grant(
-                            pending, decision, keys=steward_keys[steward], steward=steward, comment="Approved"
-                        )
-                        console.print(
-                            f"  [green]✓[/green] {site.station}/{decision['collection']}: "
-                            f"grant signed by {steward} (key {steward_keys[steward].key_id[:8]})"
-                        )
-            approver.close()
+            with TrainyardClient(federation.hub_url) as approver:
+                approver.login(steward, passwords[steward])
+                digest = approver.read_steward_digest()
+                waiting = ", ".join(f"{item['collection']} for {item['requester']}" for item in digest["waiting"])
+                console.print(f"  {site.station}'s digest: {len(digest['waiting'])} decision(s) waiting ({waiting})")
+                for item in digest["waiting"]:
+                    pending = approver.read_access_request(item["access_request_id"])
+                    decision = next(d for d in pending["decisions"] if d["id"] == item["decision_id"])
+                    approver.approve_with_grant(
+                        pending, decision, keys=steward_keys[steward], steward=steward, comment="Approved"
+                    )
+                    console.print(
+                        f"  [green]✓[/green] {site.station}/{decision['collection']}: "
+                        f"grant signed by {steward} (key {steward_keys[steward].key_id[:8]})"
+                    )
+        console.print(_history_table(researcher.read_access_request_events(request["id"])))
 
         _step(console, "Submitting the signed cohort-stats train")
         train = researcher.submit_train(

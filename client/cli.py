@@ -6,11 +6,13 @@ import getpass
 import json
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hub.cli import app as hub_app
@@ -48,7 +50,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(train_app, name="train")
 app.add_typer(results_app, name="results")
 requests_app = typer.Typer(
-    help="Access requests: list them; stewards approve with a grant signed here.", no_args_is_help=True
+    help="Access requests: researchers check, create and follow them; stewards decide, signing grants here.",
+    no_args_is_help=True,
 )
 app.add_typer(requests_app, name="requests")
 audit_app = typer.Typer(help="Verify exported audit chains (hub or station).", no_args_is_help=True)
@@ -140,7 +143,7 @@ def _keyring(directory: Path | None, passphrase: bytes | None = None) -> Keyring
 
 
 def _fail(error: TrainyardError) -> NoReturn:
-    err_console.print(f"[bold red]error:[/bold red] {error}")
+    err_console.print(f"[bold red]error:[/bold red] {escape(str(error))}")
     raise typer.Exit(code=1)
 
 
@@ -531,71 +534,379 @@ def results_get(
 
 projects_app = typer.Typer(help="Your projects: the unit that holds grants and submits trains.", no_args_is_help=True)
 app.add_typer(projects_app, name="projects")
+grants_app = typer.Typer(
+    help="Grants: what approved decisions give; stewards suspend, resume, revoke.", no_args_is_help=True
+)
+app.add_typer(grants_app, name="grants")
+
+UseOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--use",
+        help="Intended use as a DUO code: DUO:0000042 (GRU), DUO:0000006 (HMB), DUO:0000007 (DS), "
+        "DUO:0000031 (methods development, e.g. training a model); repeat for more.",
+    ),
+]
+DiseaseOption = Annotated[
+    list[str] | None, typer.Option("--disease", help="An ICD-10 code the use is about, e.g. C34; repeat for more.")
+]
+EthicsOption = Annotated[str | None, typer.Option("--ethics", help="The ethics approval's reference.")]
+EndDateOption = Annotated[
+    datetime | None, typer.Option("--end-date", formats=["%Y-%m-%d"], help="The project's last day, YYYY-MM-DD.")
+]
+MemberOption = Annotated[
+    list[str] | None, typer.Option("--member", help="Another researcher (user name) on it; repeat for more.")
+]
+RequestArg = Annotated[str, typer.Argument(help="The access request.")]
+DecisionArg = Annotated[str, typer.Argument(help="The decision on one collection (see 'trainyard requests show').")]
+KeysOption = Annotated[Path | None, typer.Option("--keys", help="Your key folder.")]
+DaysOption = Annotated[
+    int, typer.Option(min=1, max=3650, help="How long the grant is valid (at most to the project's end).")
+]
+
+
+def _list(value: list[str] | None) -> str:
+    return ", ".join(value or []) or "-"
+
+
+def _day(value: str | None) -> str:
+    return (value or "")[:10] or "-"
+
+
+def _moment(value: str | None) -> str:
+    return (value or "").replace("T", " ")[:19]
+
+
+def _label(state: str) -> str:
+    return state.replace("_", " ")
+
+
+def _print_project(project: dict[str, Any]) -> None:
+    console.print(f"project {project['id']}: {escape(project['title'])}", highlight=False)
+    console.print(
+        f"  data use {_list(project['data_use'])}; diseases {_list(project['diseases'])}; "
+        f"ethics {escape(project['ethics_reference'] or '-')}; ends {_day(project['end_date'])}; "
+        f"members {_list(project['members'])}",
+        highlight=False,
+    )
 
 
 @projects_app.command("create")
 def projects_create(
     title: Annotated[str, typer.Option(help="A short title.")],
     purpose: Annotated[str, typer.Option(help="What the data is for (stewards read this).")],
+    use: UseOption = None,
+    disease: DiseaseOption = None,
+    ethics: EthicsOption = None,
+    end_date: EndDateOption = None,
+    member: MemberOption = None,
 ) -> None:
-    """Create a project; print its id."""
+    """Create a project with its intended use (screening matches it against each collection's conditions)."""
     try:
-        project = _client().create_project(title=title, purpose=purpose)
+        project = _client().create_project(
+            title,
+            purpose,
+            data_use=use or (),
+            diseases=disease or (),
+            ethics_reference=ethics,
+            end_date=end_date.date() if end_date else None,
+            members=member or (),
+        )
     except TrainyardError as error:
         _fail(error)
-    console.print(f"project {project['id']}")
+    _print_project(project)
+    if not project["data_use"]:
+        console.print(
+            f"  No data use yet: requests are returned until you add one: "
+            f"trainyard projects update {project['id']} --use DUO:…",
+            highlight=False,
+        )
+    console.print(f"Next: trainyard requests check --project {project['id']} --collection STATION/COLLECTION")
+
+
+@projects_app.command("list")
+def projects_list() -> None:
+    """The projects you own or work on."""
+    try:
+        projects = _client().read_projects()
+    except TrainyardError as error:
+        _fail(error)
+    table = Table("project", "title", "owner", "data use", "diseases", "ethics", "ends", "members")
+    for project in projects:
+        table.add_row(
+            project["id"],
+            escape(project["title"]),
+            project["owner"],
+            _list(project["data_use"]),
+            _list(project["diseases"]),
+            escape(project["ethics_reference"] or "-"),
+            _day(project["end_date"]),
+            _list(project["members"]),
+        )
+    console.print(table)
+
+
+@projects_app.command("update")
+def projects_update(
+    project_id: Annotated[str, typer.Argument(help="The project (you own it).")],
+    title: Annotated[str | None, typer.Option(help="A new title.")] = None,
+    purpose: Annotated[str | None, typer.Option(help="A new purpose text.")] = None,
+    use: UseOption = None,
+    disease: DiseaseOption = None,
+    ethics: EthicsOption = None,
+    end_date: EndDateOption = None,
+    member: MemberOption = None,
+) -> None:
+    """Change a project: a repeated option replaces its whole list; options left out stay as they are."""
+    try:
+        project = _client().update_project(
+            project_id,
+            title=title,
+            purpose=purpose,
+            data_use=use,
+            diseases=disease,
+            ethics_reference=ethics,
+            end_date=end_date.date() if end_date else None,
+            members=member,
+        )
+    except TrainyardError as error:
+        _fail(error)
+    _print_project(project)
+    console.print("Grants already given keep their purpose and period; resubmit a returned request to screen again.")
+
+
+def _findings_table(findings: list[dict[str, Any]]) -> Table:
+    table = Table("collection", "severity", "code", "finding", title="Screening", title_justify="left")
+    for finding in findings:
+        severity = "[red]problem[/red]" if finding["severity"] == "problem" else "note"
+        table.add_row(finding["collection"], severity, finding["code"], escape(finding["message"]))
+    return table
+
+
+def _print_screening(report: dict[str, Any] | None) -> None:
+    if report is None:
+        return
+    if report["findings"]:
+        console.print(_findings_table(report["findings"]))
+    problems = sum(finding["severity"] == "problem" for finding in report["findings"])
+    console.print("Screening passed." if report["passed"] else f"Screening found {problems} problem(s).")
+
+
+_REQUEST_NEXT = {
+    "draft": "Submit it when ready: trainyard requests submit {id}",
+    "returned": "Fix what screening found (trainyard projects update {project} --use …, --ethics …), then resubmit: "
+    "trainyard requests submit {id} (with --collection … to change the collections)",
+    "forwarded": "The stations' stewards decide now; follow it with: trainyard requests show {id}",
+    "active": "Approved collections may run trains; follow the rest with: trainyard requests show {id}",
+}
+
+
+def _print_request(request: dict[str, Any]) -> None:
+    """A request's state, its screening and what to do next."""
+    open_decisions = sum(
+        d["status"] in {"pending", "information_requested", "conditions_offered"} for d in request["decisions"]
+    )
+    console.print(
+        f"request {request['id']}: {_label(request['status'])} — {len(request['decisions'])} collection(s), "
+        f"{open_decisions} decision(s) open",
+        highlight=False,
+    )
+    _print_screening(request.get("screening"))
+    hint = _REQUEST_NEXT.get(request["status"])
+    if hint:
+        console.print(hint.format(id=request["id"], project=request["project_id"]), highlight=False)
+
+
+@requests_app.command("check")
+def requests_check(
+    project: Annotated[str, typer.Option(help="The project that would ask.")],
+    collection: Annotated[list[str], typer.Option(help="A collection id station/collection; repeat for more.")],
+) -> None:
+    """Screen a request before sending it (DUO match, conditions); nothing is stored."""
+    try:
+        report = _client().check_access_request(project_id=project, collections=collection)
+    except TrainyardError as error:
+        _fail(error)
+    _print_screening(report)
+    if report["passed"]:
+        console.print(
+            f"Next: trainyard requests create --project {project} " + " ".join(f"--collection {c}" for c in collection),
+            highlight=False,
+        )
+    else:
+        console.print(f"Fix the problems first, e.g. trainyard projects update {project} --use DUO:…", highlight=False)
 
 
 @requests_app.command("create")
 def requests_create(
     project: Annotated[str, typer.Option(help="The project asking.")],
     collection: Annotated[list[str], typer.Option(help="A collection id station/collection; repeat for more.")],
+    draft: Annotated[bool, typer.Option("--draft", help="Keep it a draft: submit it later.")] = False,
 ) -> None:
-    """Ask for access to collections (one decision per station and collection)."""
+    """Ask for access to collections (one decision per collection); it is screened at once unless a draft."""
     try:
-        request = _client().create_access_request(project_id=project, collections=collection)
+        request = _client().create_access_request(project_id=project, collections=collection, submit=not draft)
     except TrainyardError as error:
         _fail(error)
-    console.print(f"request {request['id']}: {len(request['decisions'])} decision(s) pending")
+    _print_request(request)
+
+
+@requests_app.command("submit")
+def requests_submit(
+    request_id: RequestArg,
+    collection: Annotated[
+        list[str] | None, typer.Option(help="Replace the request's collections first; repeat for more.")
+    ] = None,
+) -> None:
+    """Submit a draft, or resubmit a returned request: screening runs again."""
+    try:
+        client = _client()
+        if collection:
+            client.update_access_request(request_id, collections=collection)
+        request = client.submit_access_request(request_id)
+    except TrainyardError as error:
+        _fail(error)
+    _print_request(request)
+
+
+@requests_app.command("withdraw")
+def requests_withdraw(
+    request_id: RequestArg,
+    comment: Annotated[str, typer.Option(help="Why, for the stewards.")] = "",
+) -> None:
+    """Withdraw your request: its open decisions end (grants already given stay)."""
+    try:
+        request = _client().withdraw_access_request(request_id, comment=comment)
+    except TrainyardError as error:
+        _fail(error)
+    console.print(f"request {request['id']}: {_label(request['status'])}", highlight=False)
+
+
+@requests_app.command("show")
+def requests_show(request_id: RequestArg) -> None:
+    """A request: its state, screening findings, every decision, and its history (who, when, why)."""
+    try:
+        client = _client()
+        request = client.read_access_request(request_id)
+        events = client.read_access_request_events(request_id)
+    except TrainyardError as error:
+        _fail(error)
+    console.print(
+        f"request {request['id']} by {request['requester']} for project {request['project_id']}: "
+        f"{_label(request['status'])}",
+        highlight=False,
+    )
+    console.print(
+        f"  project data use {_list(request.get('project_data_use'))}; ends {_day(request.get('project_end_date'))}",
+        highlight=False,
+    )
+    _print_screening(request.get("screening"))
+    decisions = Table(
+        "decision", "collection", "status", "by", "comment / conditions", title="Decisions", title_justify="left"
+    )
+    for decision in request["decisions"]:
+        said = decision.get("conditions") or decision.get("comment") or ""
+        decisions.add_row(
+            decision["id"],
+            f"{decision['station']}/{decision['collection']}",
+            _label(decision["status"]),
+            decision.get("decided_by") or "",
+            escape(said),
+        )
+    console.print(decisions)
+    history = Table("at", "who", "object", "action", "from → to", "comment", title="History", title_justify="left")
+    names = {decision["id"]: f"{decision['station']}/{decision['collection']}" for decision in request["decisions"]}
+    for event in events:
+        where = names.get(event["subject"]) or event.get("station") or ""
+        subject = event["kind"] if event["kind"] == "request" else f"{event['kind']} {where}".strip()
+        history.add_row(
+            _moment(event["at"]),
+            f"{event['actor']} ({event['role']})",
+            subject,
+            _label(event["action"]),
+            f"{_label(event['from_state'] or '-')} → {_label(event['to_state'])}",
+            escape(event.get("comment") or ""),
+        )
+    console.print(history)
+    hint = _REQUEST_NEXT.get(request["status"])
+    if hint:
+        console.print(hint.format(id=request["id"], project=request["project_id"]), highlight=False)
 
 
 @requests_app.command("list")
-def requests_list() -> None:
+def requests_list(
+    state: Annotated[str | None, typer.Option(help="Only requests in this state, e.g. forwarded or returned.")] = None,
+) -> None:
     """Your access requests (a researcher's own; a steward's station's) with every decision."""
     try:
-        requests = _client().read_access_requests()
+        requests = _client().read_access_requests(state)
     except TrainyardError as error:
         _fail(error)
-    table = Table("request", "project", "researcher (key)", "decision", "collection", "status")
+    table = Table("request", "state", "project", "researcher (key)", "decision", "collection", "status")
     for request in requests:
         for decision in request["decisions"]:
             table.add_row(
                 request["id"],
+                _label(request["status"]),
                 request["project_id"][:8],
                 f"{request['requester']} ({request.get('requester_key_id') or 'no key'})",
                 decision["id"],
                 f"{decision['station']}/{decision['collection']}",
-                decision["status"],
+                _label(decision["status"]),
             )
     console.print(table)
+    console.print(f"{len(requests)} request(s)")
 
 
 def _find_decision(client: TrainyardClient, request_id: str, decision_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    for request in client.read_access_requests():
-        if request["id"] == request_id:
-            for decision in request["decisions"]:
-                if decision["id"] == decision_id:
-                    return request, decision
-    raise typer.BadParameter(f"no decision {decision_id} in request {request_id} for you to decide")
+    request = client.read_access_request(request_id)
+    return request, _decision_in(request, decision_id)
+
+
+def _decision_in(request: dict[str, Any], decision_id: str) -> dict[str, Any]:
+    decisions: list[dict[str, Any]] = request["decisions"]
+    for decision in decisions:
+        if decision["id"] == decision_id:
+            return decision
+    raise typer.BadParameter(f"no decision {decision_id} in request {request['id']}")
+
+
+_DECISION_NEXT = {
+    "information_requested": "The researcher answers: trainyard requests answer {request} {decision} --comment …",
+    "pending": "The steward decides next.",
+    "conditions_offered": "The researcher accepts (trainyard requests accept {request} {decision}) "
+    "or declines (trainyard requests decline-offer {request} {decision}).",
+    "approved": "The project may now run trains on {collection}.",
+}
+
+
+def _print_decision(request: dict[str, Any], decision_id: str) -> None:
+    decision = _decision_in(request, decision_id)
+    collection = f"{decision['station']}/{decision['collection']}"
+    console.print(
+        f"{collection}: {_label(decision['status'])} (request {request['id']} is {_label(request['status'])})",
+        highlight=False,
+    )
+    hint = _DECISION_NEXT.get(decision["status"])
+    if hint:
+        console.print(hint.format(request=request["id"], decision=decision_id, collection=collection), highlight=False)
+
+
+def _move(request_id: str, decision_id: str, verb: str, comment: str) -> None:
+    try:
+        request = _client().move(request_id, decision_id, verb, comment=comment)
+    except TrainyardError as error:
+        _fail(error)
+    _print_decision(request, decision_id)
 
 
 @requests_app.command("approve")
 def requests_approve(
-    request_id: Annotated[str, typer.Argument(help="The access request.")],
-    decision_id: Annotated[str, typer.Argument(help="The decision on your station's collection.")],
-    days: Annotated[int, typer.Option(min=1, max=3650, help="How long the grant is valid.")] = 365,
+    request_id: RequestArg,
+    decision_id: DecisionArg,
+    days: DaysOption = 365,
     comment: Annotated[str, typer.Option(help="A note for the researcher.")] = "",
-    keys_dir: Annotated[Path | None, typer.Option("--keys", help="Your key folder.")] = None,
+    keys_dir: KeysOption = None,
 ) -> None:
     """Approve: sign a grant with your own key (stations run jobs only with grants their stewards signed)."""
     try:
@@ -612,18 +923,189 @@ def requests_approve(
     )
 
 
-@requests_app.command("reject")
-def requests_reject(
-    request_id: Annotated[str, typer.Argument(help="The access request.")],
-    decision_id: Annotated[str, typer.Argument(help="The decision on your station's collection.")],
-    comment: Annotated[str, typer.Option(help="Why, for the researcher.")] = "",
+@requests_app.command("offer")
+def requests_offer(
+    request_id: RequestArg,
+    decision_id: DecisionArg,
+    conditions: Annotated[str, typer.Option(help="The conditions the researcher accepts or declines.")],
+    days: DaysOption = 365,
+    keys_dir: KeysOption = None,
 ) -> None:
-    """Reject access to your station's collection."""
+    """Offer a grant on conditions, signed with your key; it starts when the researcher accepts."""
     try:
-        _client().decide(request_id, decision_id, approve=False, comment=comment)
+        keys = _keyring(keys_dir).current()
+        client = _client()
+        steward = client.read_user_me()["username"]
+        request, decision = _find_decision(client, request_id, decision_id)
+        answer = client.offer_conditions_with_grant(
+            request, decision, conditions, keys=keys, steward=steward, valid_days=days
+        )
     except TrainyardError as error:
         _fail(error)
-    console.print(f"Rejected decision {decision_id}.")
+    console.print(f"Grant signed with your key {keys.key_id}, offered on your conditions.")
+    _print_decision(answer, decision_id)
+
+
+@requests_app.command("decline")
+def requests_decline(
+    request_id: RequestArg,
+    decision_id: DecisionArg,
+    comment: Annotated[str, typer.Option(help="Why, for the researcher.")],
+) -> None:
+    """Decline access to your station's collection (say why)."""
+    _move(request_id, decision_id, "decline", comment)
+
+
+@requests_app.command("reject", hidden=True)
+def requests_reject(
+    request_id: RequestArg,
+    decision_id: DecisionArg,
+    comment: Annotated[str, typer.Option(help="Why, for the researcher.")],
+) -> None:
+    """Decline (the older name)."""
+    _move(request_id, decision_id, "decline", comment)
+
+
+@requests_app.command("ask")
+def requests_ask(
+    request_id: RequestArg,
+    decision_id: DecisionArg,
+    comment: Annotated[str, typer.Option(help="Your question for the researcher.")],
+) -> None:
+    """Ask the researcher a question before deciding."""
+    _move(request_id, decision_id, "request-information", comment)
+
+
+@requests_app.command("answer")
+def requests_answer(
+    request_id: RequestArg,
+    decision_id: DecisionArg,
+    comment: Annotated[str, typer.Option(help="Your answer to the steward's question.")],
+) -> None:
+    """Answer a steward's question: the decision is theirs again."""
+    _move(request_id, decision_id, "answer", comment)
+
+
+@requests_app.command("accept")
+def requests_accept(
+    request_id: RequestArg,
+    decision_id: DecisionArg,
+    comment: Annotated[str, typer.Option(help="A note for the steward.")] = "",
+) -> None:
+    """Accept a steward's conditions: the grant starts."""
+    _move(request_id, decision_id, "accept", comment)
+
+
+@requests_app.command("decline-offer")
+def requests_decline_offer(
+    request_id: RequestArg,
+    decision_id: DecisionArg,
+    comment: Annotated[str, typer.Option(help="Why, for the steward.")] = "",
+) -> None:
+    """Decline a steward's conditions: no grant on that collection."""
+    _move(request_id, decision_id, "decline-offer", comment)
+
+
+@requests_app.command("digest")
+def requests_digest(
+    since: Annotated[
+        datetime | None, typer.Option(help="Count your station's events after this time (UTC), e.g. 2026-05-01.")
+    ] = None,
+) -> None:
+    """What waits for your station (stewards): counts by state and the decisions waiting, oldest first."""
+    try:
+        digest = _client().read_steward_digest(since)
+    except TrainyardError as error:
+        _fail(error)
+    counts = ", ".join(f"{_label(state)} {count}" for state, count in digest["counts"].items()) or "nothing yet"
+    console.print(f"station {digest['station']}: {counts}", highlight=False)
+    after = f" since {_moment(digest['since'])}" if digest.get("since") else ""
+    console.print(f"{digest['events_since']} event(s) at your station{after}", highlight=False)
+    if not digest["waiting"]:
+        console.print("No decision waits for you.")
+        return
+    table = Table("request", "decision", "project", "researcher", "collection", "waiting since", "expires")
+    for item in digest["waiting"]:
+        table.add_row(
+            item["access_request_id"],
+            item["decision_id"],
+            escape(item["project_title"]),
+            item["requester"],
+            item["collection"],
+            _moment(item["waiting_since"]),
+            _moment(item["expires_at"]),
+        )
+    console.print(table)
+    console.print("Decide with: trainyard requests approve|offer|decline|ask REQUEST DECISION")
+
+
+@grants_app.command("list")
+def grants_list(
+    state: Annotated[
+        str | None, typer.Option(help="Only grants in this state: active, suspended, revoked, expired.")
+    ] = None,
+) -> None:
+    """Grants: your projects' (researchers) or your station's (stewards)."""
+    try:
+        grants = _client().read_grants(state)
+    except TrainyardError as error:
+        _fail(error)
+    table = Table("grant", "state", "project", "collection", "researcher", "steward", "purpose", "until", "conditions")
+    for grant in grants:
+        table.add_row(
+            grant["id"],
+            grant["status"],
+            grant["project_id"][:8],
+            f"{grant['station']}/{grant['collection']}",
+            grant["researcher"],
+            grant["steward"],
+            _list(grant["purpose"]),
+            _moment(grant["not_after"]),
+            escape(grant.get("conditions") or ""),
+        )
+    console.print(table)
+    console.print(f"{len(grants)} grant(s)")
+
+
+def _grant_move(grant_id: str, action: str, comment: str) -> None:
+    try:
+        client = _client()
+        moves = {"suspend": client.suspend_grant, "resume": client.resume_grant, "revoke": client.revoke_grant}
+        grant = moves[action](grant_id, comment=comment)
+    except TrainyardError as error:
+        _fail(error)
+    console.print(
+        f"grant {grant['id']} ({grant['station']}/{grant['collection']}, project {grant['project_id']}): "
+        f"{grant['status']}",
+        highlight=False,
+    )
+
+
+@grants_app.command("suspend")
+def grants_suspend(
+    grant_id: Annotated[str, typer.Argument(help="The grant (see 'trainyard grants list').")],
+    comment: Annotated[str, typer.Option(help="Why, for the researcher.")],
+) -> None:
+    """Pause a grant: the project's jobs on the collection stop and none start until you resume it."""
+    _grant_move(grant_id, "suspend", comment)
+
+
+@grants_app.command("resume")
+def grants_resume(
+    grant_id: Annotated[str, typer.Argument(help="The grant (see 'trainyard grants list').")],
+    comment: Annotated[str, typer.Option(help="A note for the researcher.")] = "",
+) -> None:
+    """End a grant's pause: the project may run trains on the collection again."""
+    _grant_move(grant_id, "resume", comment)
+
+
+@grants_app.command("revoke")
+def grants_revoke(
+    grant_id: Annotated[str, typer.Argument(help="The grant (see 'trainyard grants list').")],
+    comment: Annotated[str, typer.Option(help="Why, for the researcher.")],
+) -> None:
+    """End a grant for good: the project's jobs on the collection stop."""
+    _grant_move(grant_id, "revoke", comment)
 
 
 @tokens_app.command("create")

@@ -74,8 +74,11 @@ def measure(runs: int, executor: str, workdir: Path) -> dict[str, object]:
         researcher = TrainyardClient(hub)
         researcher.login("rosa", PASSWORD)
         researcher.update_keys(researcher_keys)
-        project = researcher.create_project(title="Dispatch", purpose="Latency probe")
+        # The probe's collection declares no data-use conditions: any primary purpose passes screening.
+        project = researcher.create_project("Dispatch", "Latency probe", data_use=["DUO:0000006", "DUO:0000031"])
         request = researcher.create_access_request(project_id=project["id"], collections=["site-a/c"])
+        if request["status"] != "forwarded":
+            raise RuntimeError(f"the probe's access request was {request['status']}: {request['screening']}")
         with TrainyardClient(hub) as steward:
             steward.login("steward-a", PASSWORD)
             steward.update_keys(steward_keys)

@@ -285,12 +285,21 @@ class AccessRequestPublic(SQLModel):
     requester_key_id: str | None = Field(
         default=None, description="the key id of the requester's signing key, which a steward's grant names"
     )
+    project_data_use: list[str] = Field(
+        default_factory=list, description="the project's intended use (DUO codes): a grant's purpose is within it"
+    )
+    project_end_date: date | None = Field(default=None, description="the project's last day: a grant ends by then")
 
     @classmethod
     def from_rows(
-        cls, request: AccessRequest, decisions: list[Decision], *, requester_key_id: str | None = None
+        cls,
+        request: AccessRequest,
+        decisions: list[Decision],
+        *,
+        requester_key_id: str | None = None,
+        project: Project | None = None,
     ) -> AccessRequestPublic:
-        """Build the public shape of a request and its decisions."""
+        """Build the public shape of a request and its decisions (and its project's use and end)."""
         return cls(
             id=request.id,
             project_id=request.project_id,
@@ -298,6 +307,8 @@ class AccessRequestPublic(SQLModel):
             status=request.status,
             screening=ScreeningReport.model_validate(request.screening) if request.screening else None,
             requester_key_id=requester_key_id,
+            project_data_use=list(project.data_use) if project is not None else [],
+            project_end_date=project.end_date if project is not None else None,
             created_at=request.created_at,
             updated_at=request.updated_at,
             decisions=[DecisionPublic.model_validate(decision, from_attributes=True) for decision in decisions],

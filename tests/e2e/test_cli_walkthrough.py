@@ -44,8 +44,10 @@ def test_steward_and_researcher_walk_through(tmp_path: Path) -> None:
 
         trainyard(rosa, "login", "--hub", hub, "--user", "rosa")
         trainyard(rosa, "keys", "init")
-        project = re.search(r"project (\w+)", trainyard(rosa, "projects", "create", "--title", "E", "--purpose", "P"))
+        created = trainyard(rosa, "projects", "create", "--title", "E", "--purpose", "P", "--use", "DUO:0000006")
+        project = re.search(r"project (\w+)", created)
         assert project is not None
+        checked = trainyard(rosa, "requests", "check", "--project", project.group(1), "--collection", "site-a/thorax")
         requested = trainyard(
             rosa, "requests", "create", "--project", project.group(1), "--collection", "site-a/thorax"
         )
@@ -56,13 +58,21 @@ def test_steward_and_researcher_walk_through(tmp_path: Path) -> None:
         with TrainyardClient(hub) as client:
             client.login("steward-a", PASSWORD)
             decision = client.read_access_requests()[0]["decisions"][0]["id"]
+        digest = trainyard(steward, "requests", "digest")
         approved = trainyard(steward, "requests", "approve", request_id, decision, "--days", "30")
+        shown = trainyard(rosa, "requests", "show", request_id)
+        grants = trainyard(rosa, "grants", "list", "--state", "active")
 
         with TrainyardClient(hub) as client:
             client.login("rosa", PASSWORD)
             stored = client.read_access_requests()[0]["decisions"][0]
 
+    assert "Screening passed" in checked
+    assert f"request {request_id}: forwarded" in requested
     assert "site-a/thorax" in listing and "pending" in listing
+    assert "pending 1" in digest and decision in digest
+    assert "closed" in shown and "approve" in shown and "steward-a (steward)" in shown
+    assert "site-a/thorax" in grants and "DUO:0000006" in grants
     assert "grant signed with your key" in approved.replace("\n", " ")
     assert stored["status"] == "approved"
     assert stored["signed_grant"]["grant"]["steward"] == "steward-a"

@@ -116,6 +116,7 @@ def _public(session: Session, request: AccessRequest) -> AccessRequestPublic:
         request,
         crud.decisions_for_request(session=session, request_id=request.id),
         requester_key_id=key_id_for_public_key(key) if key else None,
+        project=crud.get_project(session=session, project_id=request.project_id),
     )
 
 
