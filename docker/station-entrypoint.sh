@@ -4,8 +4,23 @@
 # Environment: STATION (slug), HUB_URL, ENROLMENT_TOKEN (first start only), STATE (state
 # folder), DATA (DICOM folder; synthetic data is written there when it is empty),
 # SITE_INDEX (0-2, for the synthetic data), COLLECTION, TITLE.
+#
+# Started as root, it hands the state and data folders and the Docker socket's group to the
+# user `station` and re-executes itself as that user: the agent never runs as root.
 set -eu
 : "${STATION:?set STATION}" "${HUB_URL:?set HUB_URL}" "${STATE:?set STATE}" "${DATA:?set DATA}"
+if [ "$(id -u)" = 0 ]; then
+    mkdir -p "$STATE" "$DATA"
+    chown -R station:station "$STATE"
+    # synthetic data is written into an empty data folder; real data stays as the hospital owns it
+    [ -n "$(ls -A "$DATA")" ] || chown station:station "$DATA"
+    groups=10002
+    if [ -S /var/run/docker.sock ]; then
+        groups="$groups,$(stat -c %g /var/run/docker.sock)"
+    fi
+    exec setpriv --reuid=10002 --regid=10002 --groups="$groups" --inh-caps=-all --bounding-set=-all \
+        sh "$0" "$@"
+fi
 COLLECTION=${COLLECTION:-imaging}
 TITLE=${TITLE:-"Imaging collection of $STATION"}
 

@@ -2,10 +2,13 @@
 #
 #   bash docker/build-service-images.sh
 #
-# The station runs trains with the Docker executor through the host's engine (the compose
-# file mounts /var/run/docker.sock), so it runs as root: access to that socket is root on
-# the host anyway. Bind-mount sources are host paths, so the station's state and data live
-# at the same path inside and outside the container (see docker/compose.yaml).
+# The agent runs as the unprivileged user `station` (uid 10002), never as root: the entrypoint
+# starts as root only to give `station` the group of the mounted Docker socket and its state
+# folder, then drops to it with setpriv (no capabilities kept). Access to a rootful engine's
+# socket is still host root in effect; hospitals that refuse that point DOCKER_HOST at a
+# rootless engine or run the sandbox or Kubernetes executor (README: "A station without root").
+# Bind-mount sources are host paths, so the station's state and data live at the same path
+# inside and outside the container (see docker/compose.yaml).
 ARG BASE=trainyard/debian-python:bookworm
 FROM ${BASE}
 
@@ -16,5 +19,7 @@ COPY wheels/ /tmp/wheels/
 RUN python3 "$(ls /tmp/wheels/pip-*.whl)/pip" install --no-index --find-links /tmp/wheels \
         --break-system-packages --no-cache-dir --root-user-action=ignore trainyard \
     && rm -rf /tmp/wheels
+RUN groupadd --gid 10002 station \
+    && useradd --uid 10002 --gid 10002 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin station
 COPY station-entrypoint.sh /usr/local/bin/trainyard-station
 ENTRYPOINT ["sh", "/usr/local/bin/trainyard-station"]
