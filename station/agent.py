@@ -48,6 +48,7 @@ from protocol import (
     TrainyardError,
 )
 
+from .approvals import Approvals, Gate
 from .audit import append_audit
 from .bundle import unpack_bundle
 from .catalog import build_publication
@@ -58,7 +59,7 @@ from .ledger import JobLedger
 from .outbox import Outbox, file_name_for_job
 from .output_policy import DisclosureRules, OutputViolation, check_disclosure, filter_log_tail
 from .outputs import collect_outputs
-from .policy import check_acceptance, check_resources, read_policy
+from .policy import check_acceptance, check_resources, code_approved, read_policy, write_policy
 from .rounds import keep_station_state, prepare_round, take_update
 from .state import StationIdentity, StationState
 from .stewards import check_job_grants, read_stewards
@@ -85,6 +86,15 @@ class _Refusal(Exception):
         self.reason = reason
         self.exit_code = exit_code
         self.rule = rule
+
+
+class _Held(Exception):
+    """A job that waits for the station's operator (the code or the release gate is manual)."""
+
+    def __init__(self, gate: Gate, reason: str) -> None:
+        super().__init__(reason)
+        self.gate = gate
+        self.reason = reason
 
 
 def _detail(response: httpx.Response) -> str:
@@ -302,6 +312,7 @@ class StationAgent:
         self.keys = self.state.load_keys()
         self.outbox = Outbox(self.state.outbox_dir)
         self.ledger = JobLedger(self.state.root / "answered.jsonl")
+        self.approvals = Approvals(self.state.root / "approvals")
         self.client = client or hub_client(self.identity, self.keys, read_timeout_s=settings.poll_wait_s + 15.0)
         self._executor = executor
         self.retry_delays = retry_delays
@@ -327,17 +338,35 @@ class StationAgent:
             self._audit("job.malformed", errors=exc.error_count())
             return None
 
-    def process_job(self, job: Job) -> ResultEnvelope:
-        """Handle one job end to end: remember it, answer it, queue and upload the envelope."""
+    def process_job(self, job: Job) -> ResultEnvelope | None:
+        """Handle one job end to end: remember it, answer it, queue and upload the envelope.
+
+        Returns None when the job waits in the operator's queue (a manual code or release gate).
+        """
         work = self.state.work_dir / file_name_for_job(job.job_id)
         if self.outbox.has(job.job_id):
             logger.info("job %s was answered already; uploading the queued envelope", job.job_id)
             envelope = next(e for e in self.outbox.pending() if e.job_id == job.job_id)
+        elif self.approvals.get(job.job_id) is not None:
+            logger.info("job %s waits for the station's operator already", job.job_id)
+            shutil.rmtree(work, ignore_errors=True)
+            return None
         else:
             work.mkdir(parents=True, exist_ok=True)
             (work / "message.json").write_text(job.model_dump_json(), encoding="utf-8")
             self._audit("job.received", job_id=job.job_id, train_id=job.train_id, collection=job.collection)
-            envelope = self.answer_job(job, work)
+            try:
+                envelope = self.answer_job(job, work)
+            except _Held as held:
+                self.approvals.hold(job, held.gate, held.reason)
+                self._audit("job.held", job_id=job.job_id, gate=held.gate.value, reason=held.reason)
+                logger.info("job %s waits for the operator (%s gate): %s", job.job_id, held.gate.value, held.reason)
+                shutil.rmtree(work, ignore_errors=True)
+                return None
+            if self.approvals.get(job.job_id) is not None:  # the result waits for release
+                self.ledger.record(job, "held")
+                shutil.rmtree(work, ignore_errors=True)
+                return None
             self.outbox.put(envelope)
             self._audit("result.queued", job_id=job.job_id, status=envelope.status.value)
         self.ledger.record(job, envelope.status.value)  # after the envelope is durable, before the work goes
@@ -350,6 +379,8 @@ class StationAgent:
         started = protocol.utc_now()
         try:
             files, run = self._run_verified(job, work)
+        except _Held:
+            raise
         except _Refusal as refusal:
             logger.warning("job %s failed: %s", job.job_id, refusal.reason)
             self._audit(
@@ -399,7 +430,12 @@ class StationAgent:
             payload.model_dump_json().encode("utf-8"), manifest.encryption_public_key, associated_data=job.job_id
         )
         self._audit("job.succeeded", job_id=job.job_id, outputs=sorted(files))
-        return self._envelope(job, JobStatus.SUCCEEDED, sealed=sealed, update=update_ref)
+        envelope = self._envelope(job, JobStatus.SUCCEEDED, sealed=sealed, update=update_ref)
+        if job.round is None and read_policy(self.state.root).release_gate == "manual":
+            self.approvals.keep_result(job.job_id, envelope, files)
+            self.approvals.hold(job, Gate.RELEASE, "the station's operator releases each result by hand")
+            self._audit("result.held", job_id=job.job_id, outputs=sorted(files))
+        return envelope
 
     def _envelope(
         self,
@@ -453,10 +489,16 @@ class StationAgent:
                 raise _Refusal(f"refused by the station: {exc}") from exc
             self._audit("grant.verified", job_id=job.job_id, grant=grant.grant_id, steward=grant.steward)
         try:
-            check_acceptance(job, read_policy(self.state.root))
+            policy = read_policy(self.state.root)
+            check_acceptance(job, policy)
         except protocol.PolicyError as exc:
             self._audit("job.refused", job_id=job.job_id, project=manifest.project_id, reason=str(exc))
             raise _Refusal(f"refused by the station: {exc}", rule="acceptance") from exc
+        if policy.code_gate == "manual" and not code_approved(job, policy):
+            what = f"train bundle {manifest.bundle_hash}" + (
+                f" and image {manifest.image_digest}" if manifest.image_digest else ""
+            )
+            raise _Held(Gate.CODE, f"the {what} is not yet approved by this station's operator")
         try:
             check_resources(
                 job,
@@ -783,6 +825,83 @@ class StationAgent:
                 waiting += 1
         return waiting
 
+    # -- the operator's queue (manual code and release gates) -------------------------------------
+
+    def heartbeat_held(self) -> int:
+        """Keep the leases of jobs waiting for the operator; mark those the hub no longer wants.
+
+        Returns how many are still waiting.
+        """
+        waiting = 0
+        for held in self.approvals.all():
+            if held.decision is not None:
+                continue
+            try:
+                response = self.client.post(f"/stations/me/jobs/{quote(held.job_id, safe='')}/heartbeat")
+            except httpx.HTTPError as exc:
+                logger.warning("heartbeat for held job %s failed: %s", held.job_id, type(exc).__name__)
+                waiting += 1
+                continue
+            if response.status_code == 409:
+                self.approvals.mark(held.job_id, "cancelled", by="hub", comment=_detail(response))
+                continue
+            waiting += 1
+        return waiting
+
+    def _keep_held_leases(self, stop: threading.Event) -> None:
+        while not stop.wait(self.settings.heartbeat_s):
+            try:
+                self.heartbeat_held()
+            except Exception as exc:  # the loop must outlive any one bad answer
+                logger.warning("heartbeats for held jobs failed: %s", type(exc).__name__)
+
+    def carry_out_decisions(self) -> int:
+        """Carry out the operator's decisions on held jobs; return how many were carried out."""
+        done = 0
+        for held in self.approvals.all():
+            if held.decision is None:
+                continue
+            done += 1
+            job, by, comment = held.job, held.decided_by or "operator", held.comment
+            if held.decision == "cancelled":
+                self._audit("job.dropped", job_id=job.job_id, gate=held.gate.value, reason="the hub cancelled it")
+                self.approvals.remove(job.job_id)
+                continue
+            if held.gate == Gate.CODE and held.decision == "approved":
+                policy = read_policy(self.state.root)
+                manifest = job.signed_manifest.manifest
+                if manifest.bundle_hash not in policy.bundles:
+                    policy.bundles.append(manifest.bundle_hash)
+                if manifest.image_digest and manifest.image_digest not in policy.images:
+                    policy.images.append(manifest.image_digest)
+                write_policy(self.state.root, policy)
+                self._audit("code.approved", job_id=job.job_id, by=by, bundle=manifest.bundle_hash)
+                self.approvals.remove(job.job_id)
+                self.process_job(job)
+                continue
+            if held.gate == Gate.RELEASE and held.decision == "approved":
+                envelope = self.approvals.envelope(job.job_id)
+                if envelope is None:  # pragma: no cover - kept with the hold
+                    reason = "the station lost the held result; run the train again"
+                    envelope = self._envelope(job, JobStatus.FAILED, failure=JobFailure(reason=reason))
+                self._audit("result.released", job_id=job.job_id, by=by)
+            else:
+                what = "this train's code" if held.gate == Gate.CODE else "the result"
+                verb = "did not approve" if held.gate == Gate.CODE else "withheld"
+                reason = f"the station's operator {verb} {what}: {comment or 'no reason given'}"
+                envelope = self._envelope(job, JobStatus.FAILED, failure=JobFailure(reason=reason[:2000]))
+                self._audit(
+                    "code.denied" if held.gate == Gate.CODE else "result.withheld",
+                    job_id=job.job_id,
+                    by=by,
+                    rule="operator",
+                )
+            self.outbox.put(envelope)
+            self.ledger.record(job, envelope.status.value)
+            self.approvals.remove(job.job_id)
+            self.upload(envelope)
+        return done
+
     def resume_received_jobs(self) -> int:
         """Answer jobs received before a crash but never answered; return how many."""
         resumed = 0
@@ -808,7 +927,14 @@ class StationAgent:
                     self.flush_outbox()
                     self.resume_received_jobs()
                     started = True
+                    if not once:
+                        threading.Thread(
+                            target=self._keep_held_leases, args=(stop,), name="held-heartbeats", daemon=True
+                        ).start()
                 self.flush_outbox()
+                self.carry_out_decisions()
+                if once:
+                    self.heartbeat_held()
                 job = self.poll_next_job()
                 if job is not None:
                     self.process_job(job)

@@ -9,12 +9,14 @@ import typer
 
 from protocol import PolicyError
 
-from .policy import AcceptancePolicy, read_policy, write_policy
+from .policy import GATE_MODES, AcceptancePolicy, read_policy, write_policy
 
 __all__ = ["policy_app"]
 
 policy_app = typer.Typer(
-    name="policy", help="Allow-lists of train bundles, images, researcher keys and projects.", no_args_is_help=True
+    name="policy",
+    help="Allow-lists of train bundles, images, researcher keys and projects; the code and release gates.",
+    no_args_is_help=True,
 )
 StateOption = Annotated[Path, typer.Option("--state", help="The station's state directory.")]
 KindArgument = Annotated[str, typer.Argument(help="bundles, images, researcher_keys or projects.")]
@@ -36,11 +38,30 @@ def _kind(kind: str) -> str:
 
 @policy_app.command("show")
 def show(state: StateOption = Path("./station-state")) -> None:
-    """Print the allow-lists (an empty list allows everything of its kind)."""
+    """Print the allow-lists (an empty list allows everything of its kind) and the gates."""
     policy = _load(state)
     for kind in AcceptancePolicy.kinds():
         values = getattr(policy, kind)
         typer.echo(f"{kind}: {', '.join(values) if values else '(any)'}")
+    for gate in AcceptancePolicy.gates():
+        typer.echo(f"{gate} gate: {getattr(policy, f'{gate}_gate')}")
+
+
+@policy_app.command("gate")
+def gate(
+    name: Annotated[str, typer.Argument(help="code (which trains run) or release (which results leave).")],
+    mode: Annotated[str, typer.Argument(help="auto or manual (the 'trainyard station approvals' queue).")],
+    state: StateOption = Path("./station-state"),
+) -> None:
+    """Make a gate automatic or manual."""
+    if name not in AcceptancePolicy.gates():
+        raise typer.BadParameter(f"use one of {', '.join(AcceptancePolicy.gates())}", param_hint="NAME")
+    if mode not in GATE_MODES:
+        raise typer.BadParameter(f"use one of {', '.join(GATE_MODES)}", param_hint="MODE")
+    policy = _load(state)
+    setattr(policy, f"{name}_gate", mode)
+    write_policy(state, policy)
+    typer.echo(f"{name} gate: {mode}")
 
 
 @policy_app.command("allow")
