@@ -20,6 +20,7 @@ from protocol import (
     Grant,
     KeyPair,
     ProtocolError,
+    Recipient,
     ResultEnvelope,
     ResultPayload,
     SignedManifest,
@@ -531,15 +532,32 @@ class TrainyardClient:
         parameters: dict[str, Any] | None = None,
         image_archive: bytes | None = None,
         image_digest: str | None = None,
+        co_recipients: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Bundle a train folder, upload it, sign its manifest and submit it.
 
         ``parameters`` are checked against the train's declared schema here, before anything
         is uploaded. With ``image_archive`` (a ``docker save`` tar) and ``image_digest`` (the
         image id), the archive is uploaded as an artifact and the manifest names the image.
+        ``co_recipients`` are other members of the project for whom the stations also seal the
+        results (their registered encryption keys, read from the project, go into the signed
+        manifest).
         """
         config = read_train_config(train_dir)
         values = config.parameters_with(parameters)
+        recipients: list[Recipient] = []
+        if co_recipients:
+            member_keys = self.read_project(project_id).get("member_keys", {})
+            for name in dict.fromkeys(co_recipients):
+                key = member_keys.get(name)
+                if not key:
+                    known = ", ".join(sorted(n for n in member_keys if n != researcher)) or "none"
+                    raise ClientError(
+                        f"{name!r} is not a member of project {project_id} with registered keys "
+                        f"(members with keys: {known})",
+                        status=None,
+                    )
+                recipients.append(Recipient(name=name, encryption_public_key=key))
         bundle_hash = self.upload_artifact(build_bundle(train_dir))
         if image_archive is not None:
             if image_digest is None:
@@ -557,6 +575,7 @@ class TrainyardClient:
             image_archive=None if image_archive is None else content_address(image_archive),
             resources=config.resources,
             federated=config.federated,
+            co_recipients=tuple(recipients),
             project_id=project_id,
             collections=tuple(collections),
             researcher=researcher,
@@ -629,9 +648,11 @@ class TrainyardClient:
             reason = envelope.failure.reason if envelope.failure else "no reason given"
             raise ClientError(f"job {job_id} at {envelope.station} failed: {reason}")
         candidates = [keys] if isinstance(keys, KeyPair) else list(keys)
-        recipient = envelope.sealed.recipient_key_id
-        chosen = next((pair for pair in candidates if key_id_for_public_key(pair.encryption_public) == recipient), None)
-        payload = ResultPayload.model_validate_json(open_sealed(envelope.sealed, (chosen or candidates[0]).encryption))
+        mine = {key_id_for_public_key(pair.encryption_public): pair for pair in candidates}
+        boxes = [envelope.sealed, *envelope.sealed_for]  # the researcher's, then each co-recipient's
+        box = next((box for box in boxes if box.recipient_key_id in mine), envelope.sealed)
+        chosen = mine.get(box.recipient_key_id, candidates[0])
+        payload = ResultPayload.model_validate_json(open_sealed(box, chosen.encryption))
         if payload.job_id != envelope.job_id or payload.station != envelope.station:
             raise ProtocolError("the sealed result belongs to another job or station")
         return JobResult(payload=payload)

@@ -323,6 +323,10 @@ def train_submit(
         Path | None,
         typer.Option("--image-archive", exists=True, dir_okay=False, help="The image tar 'train build' wrote."),
     ] = None,
+    co_recipient: Annotated[
+        list[str] | None,
+        typer.Option(help="Another project member who may also open the results (user name); repeat for more."),
+    ] = None,
 ) -> None:
     """Bundle, sign and submit a train to the collections your project may use."""
     try:
@@ -337,10 +341,12 @@ def train_submit(
             parameters=parameters,
             image_archive=archive,
             image_digest=image_id_of_archive(archive) if archive is not None else None,
+            co_recipients=co_recipient or (),
         )
     except TrainyardError as error:
         _fail(error)
-    console.print(f"Train {train['id']} submitted: {len(train['jobs'])} jobs.")
+    also = f" Results are sealed for you and {', '.join(co_recipient)}." if co_recipient else ""
+    console.print(f"Train {train['id']} submitted: {len(train['jobs'])} jobs.{also}")
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:

@@ -66,6 +66,7 @@ from ._schemas import JobStatus as JobStatus
 from ._schemas import ModelUpdateRef as ModelUpdateRef
 from ._schemas import NumericRange as NumericRange
 from ._schemas import OutputSpec as OutputSpec
+from ._schemas import Recipient as Recipient
 from ._schemas import ResultEnvelope as ResultEnvelope
 from ._schemas import ResultPayload as ResultPayload
 from ._schemas import Role as Role
@@ -104,6 +105,7 @@ __all__ = [
     "OutputSpec",
     "PolicyError",
     "ProtocolError",
+    "Recipient",
     "ResultEnvelope",
     "ResultPayload",
     "Role",

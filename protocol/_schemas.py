@@ -235,6 +235,13 @@ class ModelUpdateRef(_Message):
     metrics: dict[str, float] = Field(default_factory=dict)
 
 
+class Recipient(_Message):
+    """Someone besides the researcher for whom results are sealed: a member of the project."""
+
+    name: str = Field(min_length=1, max_length=64)
+    encryption_public_key: PublicKey
+
+
 class TrainManifest(_Message):
     """What a researcher signs: the exact code (by hash), where it may run, who gets results."""
 
@@ -261,6 +268,11 @@ class TrainManifest(_Message):
         description="what the train asks for: cpu (cores), memory_mb, gpu (devices), time_s; stations cap each",
     )
     federated: FederatedPlan | None = Field(default=None, description="a federated train's round plan")
+    co_recipients: tuple[Recipient, ...] = Field(
+        default=(),
+        max_length=20,
+        description="project members who may also open the results: the station seals them for each",
+    )
 
     @field_validator("resources")
     @classmethod
@@ -343,6 +355,9 @@ class ResultEnvelope(_Message):
     station: Slug
     status: JobStatus
     sealed: SealedBox | None = None
+    sealed_for: tuple[SealedBox, ...] = Field(
+        default=(), description="the same payload sealed for each of the manifest's co-recipients"
+    )
     failure: JobFailure | None = None
     update: ModelUpdateRef | None = None
     created_at: datetime

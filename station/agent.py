@@ -426,11 +426,14 @@ class StationAgent:
                 job, station=self.identity.name, run=run, started=started, finished=finished, outputs=sorted(files)
             ),
         )
-        sealed = protocol.seal(
-            payload.model_dump_json().encode("utf-8"), manifest.encryption_public_key, associated_data=job.job_id
+        plain = payload.model_dump_json().encode("utf-8")
+        sealed = protocol.seal(plain, manifest.encryption_public_key, associated_data=job.job_id)
+        sealed_for = tuple(  # the project members the researcher named, each with their own box
+            protocol.seal(plain, recipient.encryption_public_key, associated_data=job.job_id)
+            for recipient in manifest.co_recipients
         )
-        self._audit("job.succeeded", job_id=job.job_id, outputs=sorted(files))
-        envelope = self._envelope(job, JobStatus.SUCCEEDED, sealed=sealed, update=update_ref)
+        self._audit("job.succeeded", job_id=job.job_id, outputs=sorted(files), recipients=1 + len(sealed_for))
+        envelope = self._envelope(job, JobStatus.SUCCEEDED, sealed=sealed, sealed_for=sealed_for, update=update_ref)
         if job.round is None and read_policy(self.state.root).release_gate == "manual":
             self.approvals.keep_result(job.job_id, envelope, files)
             self.approvals.hold(job, Gate.RELEASE, "the station's operator releases each result by hand")
@@ -443,6 +446,7 @@ class StationAgent:
         status: JobStatus,
         *,
         sealed: protocol.SealedBox | None = None,
+        sealed_for: tuple[protocol.SealedBox, ...] = (),
         failure: JobFailure | None = None,
         update: protocol.ModelUpdateRef | None = None,
     ) -> ResultEnvelope:
@@ -452,6 +456,7 @@ class StationAgent:
             station=self.identity.name,
             status=status,
             sealed=sealed,
+            sealed_for=sealed_for,
             failure=failure,
             update=update,
             created_at=protocol.utc_now(),

@@ -31,6 +31,7 @@ __all__ = [
     "EngineDep",
     "OwnedJob",
     "OwnedTrain",
+    "ReadableTrain",
     "ResearcherUser",
     "RoundsDep",
     "SessionDep",
@@ -206,15 +207,33 @@ def _get_owned_train(train_id: str, session: SessionDep, user: CurrentUser) -> T
     return train
 
 
+def _reads_results(train: Train, user: User) -> bool:
+    """The train's researcher, or a co-recipient the researcher's signed manifest names."""
+    if train.owner == user.username:
+        return True
+    manifest = train.signed_manifest.get("manifest", {})
+    return any(recipient.get("name") == user.username for recipient in manifest.get("co_recipients", []))
+
+
+def _get_readable_train(train_id: str, session: SessionDep, user: CurrentUser) -> Train:
+    train = crud.get_train(session=session, train_id=train_id)
+    if train is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no train {train_id!r}")
+    if not _reads_results(train, user):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="this train belongs to another researcher")
+    return train
+
+
 def _get_owned_job(job_id: str, session: SessionDep, user: CurrentUser) -> Job:
     job = crud.get_job(session=session, job_id=job_id)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job {job_id!r}")
     train = crud.get_train(session=session, train_id=job.train_id)
-    if train is None or train.owner != user.username:
+    if train is None or not _reads_results(train, user):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="this job belongs to another researcher's train")
     return job
 
 
 OwnedTrain = Annotated[Train, Depends(_get_owned_train)]
+ReadableTrain = Annotated[Train, Depends(_get_readable_train)]
 OwnedJob = Annotated[Job, Depends(_get_owned_job)]

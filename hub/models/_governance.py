@@ -127,6 +127,10 @@ class ProjectPublic(SQLModel):
     ethics_reference: str | None
     end_date: date | None
     created_at: datetime
+    member_keys: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="GET /projects/{id} only: each member's registered encryption key, to seal results for them",
+    )
 
 
 class ProjectsPublic(SQLModel):

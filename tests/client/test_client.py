@@ -15,6 +15,7 @@ from protocol import (
     SignatureError,
     b64encode,
     generate_key_pair,
+    open_sealed,
     seal,
     sign_envelope,
 )
@@ -135,3 +136,19 @@ def test_fetch_result_picks_the_retired_key_it_was_sealed_for() -> None:
     result = client.fetch_result("j1", keys=[current, retired])
 
     assert result.json_output("cohort.json") == {"subjects": 12}
+
+
+def test_fetch_result_opens_the_box_sealed_for_a_co_recipient() -> None:
+    station, researcher, colleague = generate_key_pair(), generate_key_pair(), generate_key_pair()
+    mine = _envelope(station, researcher)
+    assert mine.sealed is not None
+    colleague_box = seal(
+        open_sealed(mine.sealed, researcher.encryption), colleague.encryption_public, associated_data="j1"
+    )
+    both = sign_envelope(mine.model_copy(update={"sealed_for": (colleague_box,), "signature": ""}), station.signing)
+    client = _client(both, station.signing_public)
+
+    assert client.fetch_result("j1", keys=colleague).json_output("cohort.json") == {"subjects": 12}
+    assert client.fetch_result("j1", keys=researcher).json_output("cohort.json") == {"subjects": 12}
+    with pytest.raises(DecryptionError):
+        client.fetch_result("j1", keys=generate_key_pair())

@@ -147,3 +147,31 @@ def test_failed_job_says_exit_code_and_filtered_log_tail(
 def test_log_filter_redacts_patient_ids() -> None:
     tail = filter_log_tail("patient PAT-0042 done\n" * 50, lambda word: word == "PAT-0042", max_lines=3)
     assert tail.splitlines() == ["patient [patient-id] done"] * 3
+
+
+def test_results_are_sealed_for_each_co_recipient_too(
+    settings: StationSettings,
+    state: StationState,
+    hub: Any,
+    researcher: KeyPair,
+    train_bundle: bytes,
+    job_for: Callable[..., Job],
+    fake_executor: Any,
+) -> None:
+    colleague = protocol.generate_key_pair()
+    job = job_for(researcher, train_bundle)
+    manifest = job.signed_manifest.manifest.model_copy(
+        update={"co_recipients": (protocol.Recipient(name="lena", encryption_public_key=colleague.encryption_public),)}
+    )
+    job = job.model_copy(update={"signed_manifest": protocol.sign_manifest(manifest, researcher.signing)})
+    hub.add_bundle(train_bundle)
+
+    _agent(settings, hub, fake_executor()).process_job(job)
+
+    envelope = hub.results["job-1"]
+    (box,) = envelope.sealed_for
+    assert envelope.sealed is not None
+    mine = ResultPayload.model_validate_json(protocol.open_sealed(envelope.sealed, researcher.encryption))
+    theirs = ResultPayload.model_validate_json(protocol.open_sealed(box, colleague.encryption))
+    assert mine == theirs
+    protocol.verify_envelope(envelope, state.load_keys().signing_public)  # the station signed both boxes

@@ -49,8 +49,13 @@ def read_projects(session: SessionDep, user: ResearcherUser) -> ProjectsPublic:
 
 @router.get("/{project_id}")
 def read_project(project_id: str, session: SessionDep, user: ResearcherUser) -> ProjectPublic:
-    """Read one of the caller's projects."""
-    return ProjectPublic.model_validate(_member_project(session, user.username, project_id), from_attributes=True)
+    """Read one of the caller's projects, with its members' encryption keys (to name them as co-recipients)."""
+    project = _member_project(session, user.username, project_id)
+    public = ProjectPublic.model_validate(project, from_attributes=True)
+    for name in [project.owner, *project.members]:
+        member = crud.get_user_by_username(session=session, username=name)
+        public.member_keys[name] = member.encryption_public_key if member is not None else None
+    return public
 
 
 @router.patch("/{project_id}")

@@ -6,7 +6,16 @@ from fastapi import APIRouter, HTTPException, status
 from sqlmodel import Session
 
 from hub import audit, crud
-from hub.api.deps import ArtifactsDep, EngineDep, OwnedTrain, ResearcherUser, RoundsDep, SessionDep, WakeupsDep
+from hub.api.deps import (
+    ArtifactsDep,
+    EngineDep,
+    OwnedTrain,
+    ReadableTrain,
+    ResearcherUser,
+    RoundsDep,
+    SessionDep,
+    WakeupsDep,
+)
 from hub.models import Collection, FLRunPublic, Job, Train, TrainPublic, TrainsPublic
 from protocol import SignatureError, SignedManifest, TrainKind, TrainManifest, verify_manifest
 
@@ -43,6 +52,19 @@ def create_train(
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, detail="only the project's owner or members may submit trains for it"
         )
+    for recipient in manifest.co_recipients:
+        member = crud.get_user_by_username(session=session, username=recipient.name)
+        if recipient.name == user.username or not project.has_member(recipient.name) or member is None:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                detail=f"co-recipient {recipient.name!r} is not another member of project {project.id!r}",
+            )
+        if member.encryption_public_key != recipient.encryption_public_key:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                detail=f"co-recipient {recipient.name!r}: the key in the manifest is not their registered "
+                "encryption key (GET /projects/{id} lists the members' keys)",
+            )
     if not artifacts.has(manifest.bundle_hash):
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST,
@@ -111,7 +133,7 @@ def read_trains(session: SessionDep, user: ResearcherUser) -> TrainsPublic:
 
 
 @router.get("/{train_id}")
-def read_train(train: OwnedTrain, session: SessionDep) -> TrainPublic:
+def read_train(train: ReadableTrain, session: SessionDep) -> TrainPublic:
     """Read one of the caller's trains with its jobs."""
     return TrainPublic.from_rows(train, crud.jobs_for_train(session=session, train_id=train.id))
 
@@ -135,7 +157,7 @@ def cancel_train(
 
 
 @router.get("/{train_id}/rounds")
-def read_train_rounds(train: OwnedTrain, session: SessionDep, rounds: RoundsDep) -> FLRunPublic:
+def read_train_rounds(train: ReadableTrain, session: SessionDep, rounds: RoundsDep) -> FLRunPublic:
     """Read a federated train's rounds: who took part, the aggregated and per-station metrics, bytes moved."""
     run = rounds.read_run(session=session, train_id=train.id)
     if run is None:

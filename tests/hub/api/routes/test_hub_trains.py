@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 from fastapi.testclient import TestClient
 from hub_factories import STATION, EnrolledStation, Headers, HubFactory, Researcher, make_manifest
 
@@ -236,3 +237,41 @@ def test_create_train_wakes_no_other_station(
     answer = client.get("/stations/me/jobs/next", headers=site_b.headers)
 
     assert answer.status_code == 204
+
+
+def test_co_recipients_must_be_members_with_their_registered_keys_and_may_read_results(
+    client: TestClient, hub: HubFactory, researcher: Researcher, granted_project: str, collection_id: str
+) -> None:
+    from protocol import Recipient, sign_manifest
+
+    lena, eve = hub.create_researcher("lena"), hub.create_researcher("eve")
+    assert (
+        client.patch(f"/projects/{granted_project}", json={"members": ["lena"]}, headers=researcher.headers).status_code
+        == 200
+    )
+    keys = client.get(f"/projects/{granted_project}", headers=researcher.headers).json()["member_keys"]
+    assert keys["lena"] == lena.keys.encryption_public
+    bundle = hub.upload_bundle(researcher)
+
+    def submit(*recipients: Recipient) -> httpx.Response:
+        base = make_manifest(researcher, project_id=granted_project, collections=(collection_id,), bundle_hash=bundle)
+        manifest = base.manifest.model_copy(update={"co_recipients": recipients})
+        signed = sign_manifest(manifest, researcher.keys.signing)
+        return client.post("/trains", json=signed.model_dump(mode="json"), headers=researcher.headers)
+
+    outsider = submit(Recipient(name="eve", encryption_public_key=eve.keys.encryption_public))
+    wrong_key = submit(Recipient(name="lena", encryption_public_key=eve.keys.encryption_public))
+    accepted = submit(Recipient(name="lena", encryption_public_key=lena.keys.encryption_public))
+
+    assert outsider.status_code == 400
+    assert "'eve' is not another member" in outsider.json()["detail"]
+    assert wrong_key.status_code == 400
+    assert "not their registered encryption key" in wrong_key.json()["detail"]
+    assert accepted.status_code == 201, accepted.text
+    train = accepted.json()
+    assert client.get(f"/trains/{train['id']}", headers=lena.headers).status_code == 200
+    assert client.get(f"/trains/{train['id']}", headers=eve.headers).status_code == 403
+    job_id = train["jobs"][0]["id"]
+    assert client.get(f"/jobs/{job_id}/result", headers=lena.headers).status_code == 404  # allowed, none yet
+    assert client.get(f"/jobs/{job_id}/result", headers=eve.headers).status_code == 403
+    assert client.post(f"/trains/{train['id']}/cancel", headers=lena.headers).status_code == 403  # the owner's
