@@ -18,7 +18,8 @@ fail() { say "ERROR: $*"; exit 1; }
 
 bash docker/build-train-base.sh
 say "wheelhouse -> build/wheels"
-"$PYTHON" -m pip wheel -q --wheel-dir build/wheels . pip >build/pip-wheel.log 2>&1 || fail "pip wheel failed; see build/pip-wheel.log"
+mkdir -p build/wheels
+"$PYTHON" -m pip wheel -q --wheel-dir build/wheels '.[fl]' pip >build/pip-wheel.log 2>&1 || fail "pip wheel failed; see build/pip-wheel.log"
 
 CONTEXT=$(mktemp -d)
 trap 'rm -rf "$CONTEXT"' EXIT

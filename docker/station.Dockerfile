@@ -17,7 +17,7 @@ ENV LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
 
 COPY wheels/ /tmp/wheels/
 RUN python3 "$(ls /tmp/wheels/pip-*.whl)/pip" install --no-index --find-links /tmp/wheels \
-        --break-system-packages --no-cache-dir --root-user-action=ignore trainyard \
+        --break-system-packages --no-cache-dir --root-user-action=ignore "trainyard[fl]" \
     && rm -rf /tmp/wheels
 RUN groupadd --gid 10002 station \
     && useradd --uid 10002 --gid 10002 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin station
