@@ -247,9 +247,17 @@ def publish_collections(settings: StationSettings, *, client: httpx.Client | Non
 
 
 def provenance_record(
-    job: Job, *, station: str, run: RunResult, started: Any, finished: Any, outputs: list[str]
+    job: Job,
+    *,
+    station: str,
+    run: RunResult,
+    started: Any,
+    finished: Any,
+    outputs: list[str],
+    collection_version: str | None = None,
 ) -> dict[str, Any]:
-    """A PROV-O record (JSON-LD) of one run: the train (by digest) used the collection at the station."""
+    """A PROV-O record (JSON-LD) of one run: the train (by digest) used the collection (as indexed at
+    ``collection_version``) at the station."""
     manifest = job.signed_manifest.manifest
     activity = f"urn:trainyard:job:{job.job_id}"
     return {
@@ -267,7 +275,11 @@ def provenance_record(
                 "ty:bundle": manifest.bundle_hash,
                 "ty:image": manifest.image_digest,
             },
-            {"@id": f"urn:trainyard:collection:{station}/{job.collection}", "@type": "prov:Collection"},
+            {
+                "@id": f"urn:trainyard:collection:{station}/{job.collection}",
+                "@type": "prov:Collection",
+                "ty:collectionVersion": collection_version,
+            },
         ],
         "prov:wasAssociatedWith": {"@id": f"urn:trainyard:station:{station}", "@type": "prov:SoftwareAgent"},
         "prov:generated": [{"@id": f"{activity}/{name}", "@type": "prov:Entity"} for name in outputs],
@@ -423,7 +435,13 @@ class StationAgent:
             finished_at=finished,
             log_tail=run.log_tail,
             provenance=provenance_record(
-                job, station=self.identity.name, run=run, started=started, finished=finished, outputs=sorted(files)
+                job,
+                station=self.identity.name,
+                run=run,
+                started=started,
+                finished=finished,
+                outputs=sorted(files),
+                collection_version=self._collection_version(job.collection),
             ),
         )
         plain = payload.model_dump_json().encode("utf-8")
@@ -707,6 +725,11 @@ class StationAgent:
             raise _Refusal(str(exc), rule="outputs") from exc
         self._check_disclosure(job, files)
         return files, result
+
+    def _collection_version(self, collection: str) -> str | None:
+        """The collection as it was used: when it was last indexed (a harvest or a withdrawal changes it)."""
+        record = self.state.read_collection(collection)
+        return record.indexed_at.isoformat() if record is not None else None
 
     def _disclosure_rules(self, collection: str) -> DisclosureRules:
         secret = self.state.load_or_create_pseudonym_key()

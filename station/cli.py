@@ -5,6 +5,7 @@ The client's ``trainyard`` CLI mounts :data:`app`; this module adds no console s
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import sys
@@ -250,6 +251,9 @@ def withdraw(
         _console.print("no indexed file belongs to that subject; later harvests will keep them out")
     for collection, instances in sorted(removed.items()):
         _console.print(f"withdrew {instances} instance(s) from {collection}")
+        record = station_state.read_collection(collection)
+        if record is not None:  # the collection changed: its version (what provenance records) moves on
+            station_state.write_collection(dataclasses.replace(record, indexed_at=utc_now()))
     if removed and publish_now:
         try:
             identity = station_state.read_identity()

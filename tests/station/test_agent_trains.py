@@ -117,6 +117,9 @@ def test_limits_follow_train_toml_and_provenance_is_sealed(
     assert prov["ty:parameters"] == {"k": 5}
     assert prov["ty:executor"] == "fake"
     assert prov["prov:wasAssociatedWith"]["@id"] == "urn:trainyard:station:site-a"
+    record = state.read_collection(job.collection)
+    assert record is not None
+    assert prov["prov:used"][1]["ty:collectionVersion"] == record.indexed_at.isoformat()
 
 
 def test_failed_job_says_exit_code_and_filtered_log_tail(

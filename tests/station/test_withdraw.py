@@ -41,8 +41,11 @@ def test_withdraw_removes_the_subject_everywhere(
     theirs = _files_of(synthetic_root, patient_id)
     with DicomIndex(state.index_file) as index:
         before = summarise_collection(index, collection=COLLECTION, k=5)
+    version_before = state.read_collection(COLLECTION).indexed_at  # type: ignore[union-attr]
 
     withdrawn = CliRunner().invoke(app, ["withdraw", patient_id, "--state", str(state.root), "--no-publish"])
+
+    assert state.read_collection(COLLECTION).indexed_at > version_before  # type: ignore[union-attr]
 
     secret = state.load_or_create_pseudonym_key()
     with DicomIndex(state.index_file) as index:
