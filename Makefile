@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck check docker-engine train-base-image clean
+.PHONY: demo test lint typecheck check docker-engine train-base-image train-torch-image train-torch-cuda-image clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ docker-engine:
 
 train-base-image: docker-engine
 	bash docker/build-train-base.sh
+
+# Federated trains at Docker stations: the base image plus PyTorch (CPU), from a host wheelhouse.
+train-torch-image: docker-engine $(STAMP)
+	bash docker/build-train-torch.sh
+
+# GPU stations: the CUDA build of torch from PyPI (several GB; needs the NVIDIA Container Toolkit to run).
+train-torch-cuda-image: docker-engine $(STAMP)
+	TRAINYARD_TORCH=cuda bash docker/build-train-torch.sh
 
 clean:
 	rm -rf $(VENV) demo-state .pytest_cache .mypy_cache .ruff_cache

@@ -32,3 +32,14 @@ def docker_client() -> Iterator[DockerClient]:
     client = DockerClient.from_env(timeout=60)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def torch_image(docker_client: DockerClient) -> str:
+    """The image federated trains run in at Docker stations (base image plus PyTorch), built offline."""
+    build = subprocess.run(
+        ["bash", str(REPO / "docker" / "build-train-torch.sh")], capture_output=True, text=True, timeout=1200
+    )
+    if build.returncode != 0:
+        pytest.fail(f"the train torch image could not be built:\n{build.stderr[-3000:]}")
+    return "trainyard/train-torch:0.1"

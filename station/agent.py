@@ -575,8 +575,11 @@ class StationAgent:
             return 0
 
     def _ensure_image(self, manifest: protocol.TrainManifest) -> str | None:
-        """The image to run: the manifest's (downloaded, verified and loaded once), else the station's."""
+        """The image to run: the manifest's (downloaded, verified and loaded once), else the station's
+        (``federated_image`` for a federated train: it needs PyTorch)."""
         if manifest.image_digest is None:
+            if manifest.kind == protocol.TrainKind.FEDERATED:
+                return self.settings.federated_image
             return self.settings.train_image
         executor = self.executor()
         engine = getattr(executor, "_engine", None)

@@ -56,6 +56,11 @@ class StationSettings(BaseSettings):
     executor: ExecutorName = "auto"
     allow_unisolated: bool = False
     train_image: str = "trainyard/train-base:0.1"
+    federated_image: str = Field(
+        default="trainyard/train-torch:0.1",
+        description="the image federated trains run in at a Docker station when their manifest names none "
+        "(the train base image plus PyTorch: bash docker/build-train-torch.sh)",
+    )
     gpus: int = Field(
         default=0,
         ge=0,

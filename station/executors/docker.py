@@ -35,12 +35,16 @@ LOG_TAIL_CHARS = 20_000
 TMPFS_SIZE = "64m"
 JOB_LABEL = "org.trainyard.job"
 NO_ENGINE = "no Docker engine answers ({detail}); start one with `bash docker/ensure-engine.sh`"
-NO_IMAGE = "the train image {image!r} is not on this Docker engine; build it with `bash docker/build-train-base.sh`"
+NO_IMAGE = (
+    "the train image {image!r} is not on this Docker engine; build it with `bash docker/build-train-base.sh` "
+    "(and `bash docker/build-train-torch.sh` for federated trains)"
+)
 
 # Where the train sees its folders; the same for every executor (see ``_base``).
 DATA_MOUNT = "/data"
 OUT_MOUNT = "/out"
 TRAIN_MOUNT = "/train"
+JOB_DIR_MOUNT = "/job"  # the job file, and a federated round's inputs (global model, station state)
 JOB_MOUNT = "/job/job.json"
 
 Container = Any  # docker.models.containers.Container; the SDK ships no type hints
@@ -107,7 +111,17 @@ def _prepare_out_dir(out_dir: Path) -> None:
 
 
 def _make_readable(path: Path) -> None:
-    """Let the train's uid read the job file (it holds no secrets; stations may write it 0600)."""
+    """Let the train's uid read the job folder: the job file and a round's inputs (no secrets; stations
+    may write them 0600). The folder is the job's own, under the station's owner-only work folder."""
+    if path.is_dir():
+        mode = path.stat().st_mode
+        wanted = mode | stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
+        if wanted != mode:
+            path.chmod(wanted)
+        for child in path.iterdir():
+            if child.is_file() and not child.is_symlink():
+                _make_readable(child)
+        return
     mode = path.stat().st_mode
     wanted = mode | stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
     if wanted != mode:
@@ -186,7 +200,7 @@ class DockerExecutor:
             "TRAINYARD_DATA": DATA_MOUNT,
             "TRAINYARD_OUT": OUT_MOUNT,
             "TRAINYARD_TRAIN": TRAIN_MOUNT,
-            "TRAINYARD_JOB": JOB_MOUNT,
+            "TRAINYARD_JOB": f"{JOB_DIR_MOUNT}/{spec.job_file.name}",
             "HOME": "/tmp",  # noqa: S108 - the container's own tmpfs
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
@@ -200,7 +214,7 @@ class DockerExecutor:
             "volumes": {
                 str(spec.data_dir.resolve()): {"bind": DATA_MOUNT, "mode": "ro"},
                 str(spec.train_dir.resolve()): {"bind": TRAIN_MOUNT, "mode": "ro"},
-                str(spec.job_file.resolve()): {"bind": JOB_MOUNT, "mode": "ro"},
+                str(spec.job_file.parent.resolve()): {"bind": JOB_DIR_MOUNT, "mode": "ro"},
                 str(spec.out_dir.resolve()): {"bind": OUT_MOUNT, "mode": "rw"},
             },
             "network_mode": "none",
@@ -260,7 +274,7 @@ class DockerExecutor:
             raise ExecutorError(NO_ENGINE.format(detail=exc)) from exc
         _prepare_out_dir(spec.out_dir)
         options = self.container_options(spec, image)
-        _make_readable(spec.job_file)
+        _make_readable(spec.job_file.parent)
 
         try:
             container = client.containers.create(**options)

@@ -35,6 +35,7 @@ TRAIN_UID = 10001
 TMP_SIZE = "64Mi"
 LOG_TAIL_CHARS = 20_000
 DATA_MOUNT, OUT_MOUNT, TRAIN_MOUNT, JOB_MOUNT = "/data", "/out", "/train", "/job/job.json"
+JOB_DIR_MOUNT = "/job"  # the job file, and a federated round's inputs (global model, station state)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,7 +141,7 @@ class KubernetesExecutor:
             raise ExecutorError(f"the entrypoint {spec.entrypoint!r} is not a path inside the train")
         train_sub = _sub_path(spec.train_dir, settings.work_root, "train folder")
         out_sub = _sub_path(spec.out_dir, settings.work_root, "output folder")
-        job_sub = _sub_path(spec.job_file, settings.work_root, "job file")
+        job_sub = _sub_path(spec.job_file.parent, settings.work_root, "job folder")
         data_sub = _sub_path(spec.data_dir, settings.data_root, "collection")
         limits = {
             "cpu": f"{int(spec.cpus * 1000)}m",
@@ -158,7 +159,7 @@ class KubernetesExecutor:
             "TRAINYARD_DATA": DATA_MOUNT,
             "TRAINYARD_OUT": OUT_MOUNT,
             "TRAINYARD_TRAIN": TRAIN_MOUNT,
-            "TRAINYARD_JOB": JOB_MOUNT,
+            "TRAINYARD_JOB": f"{JOB_DIR_MOUNT}/{spec.job_file.name}",
             "HOME": "/tmp",  # noqa: S108 - the pod's own in-memory /tmp
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
@@ -184,7 +185,7 @@ class KubernetesExecutor:
             volume_mounts=[
                 k8s.V1VolumeMount(name="data", mount_path=DATA_MOUNT, sub_path=data_sub, read_only=True),
                 k8s.V1VolumeMount(name="work", mount_path=TRAIN_MOUNT, sub_path=train_sub, read_only=True),
-                k8s.V1VolumeMount(name="work", mount_path=JOB_MOUNT, sub_path=job_sub, read_only=True),
+                k8s.V1VolumeMount(name="work", mount_path=JOB_DIR_MOUNT, sub_path=job_sub, read_only=True),
                 k8s.V1VolumeMount(name="work", mount_path=OUT_MOUNT, sub_path=out_sub, read_only=False),
                 k8s.V1VolumeMount(name="tmp", mount_path="/tmp"),  # noqa: S108
             ],

@@ -13,7 +13,9 @@ from station.executors.docker import JOB_LABEL
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 
-def test_demo_runs_cohort_stats_in_docker_at_every_station(docker_client: DockerClient, tmp_path: Path) -> None:
+def test_demo_runs_cohort_stats_and_federated_rounds_in_docker_at_every_station(
+    docker_client: DockerClient, torch_image: str, tmp_path: Path
+) -> None:
     # Prepare
     stations = {site.station for site in DEMO_SITES}
     # Execute
@@ -22,6 +24,8 @@ def test_demo_runs_cohort_stats_in_docker_at_every_station(docker_client: Docker
     assert result.job_status == dict.fromkeys(stations, "succeeded")
     assert {cohort["station"] for cohort in result.results.values()} == stations
     assert all(cohort["subjects"] == 8 for cohort in result.results.values())
+    assert result.fl_run["status"] in {"finished", "stopped_early"}, result.fl_run
+    assert all(len(row["contributed"]) == len(stations) for row in result.fl_run["rounds"])
     station_logs = "".join(path.read_text() for path in (tmp_path / "state" / "logs").glob("station-*.log"))
     assert "docker executor" in station_logs
     leftovers = docker_client.containers.list(all=True, filters={"label": JOB_LABEL})

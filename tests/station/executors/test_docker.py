@@ -121,7 +121,7 @@ def test_container_is_locked_down(docker_client: DockerClient, tmp_path: Path, d
     assert {dest: mounts[dest]["RW"] for dest in mounts} == {
         "/data": False,
         "/train": False,
-        "/job/job.json": False,
+        "/job": False,
         "/out": True,
     }
     assert mounts["/data"]["Source"] == str(data_dir.resolve())
@@ -251,7 +251,7 @@ def test_hostile_train_is_contained(docker_client: DockerClient, tmp_path: Path,
     assert report["docker_socket"] in {"FileNotFoundError", "ConnectionRefusedError", "PermissionError"}
     assert report["no_new_privs"] == "1"
     assert report["pid_one"].startswith("python3"), report["pid_one"]  # its own pid namespace: no host process
-    allowed = {"/", "/data", "/train", "/job/job.json", "/out", "/tmp", "/etc/hostname", "/etc/hosts"}
+    allowed = {"/", "/data", "/train", "/job", "/out", "/tmp", "/etc/hostname", "/etc/hosts"}
     allowed |= {"/etc/resolv.conf", "/dev/shm", "/dev/mqueue", "/dev/pts", "/dev/console", "/dev"}
     unexpected = [m for m in report["mounts"] if m not in allowed and not m.startswith(("/proc", "/sys", "/dev/"))]
     assert unexpected == [], f"host paths beyond data and out: {unexpected}"

@@ -68,7 +68,7 @@ def test_mounts_data_read_only_and_only_out_writable() -> None:
 
     assert mounts["/data"] == {"mountPath": "/data", "name": "data", "readOnly": True, "subPath": "chest-ct"}
     assert mounts["/train"]["readOnly"] is True and mounts["/train"]["subPath"] == "job-42/train"
-    assert mounts["/job/job.json"]["readOnly"] is True
+    assert mounts["/job"]["readOnly"] is True and mounts["/job"]["subPath"] == "job-42/job"
     assert mounts["/out"]["readOnly"] is False and mounts["/out"]["subPath"] == "job-42/out"
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "trainyard-data", "readOnly": True}
