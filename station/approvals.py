@@ -32,7 +32,7 @@ from protocol import Job, ResultEnvelope, b64decode, utc_now
 from .outbox import file_name_for_job
 from .state import write_private_file
 
-__all__ = ["Approvals", "Gate", "GateMode", "Held"]
+__all__ = ["Approvals", "Gate", "GateMode", "Held", "operator_decision"]
 
 
 class Gate(StrEnum):
@@ -212,3 +212,30 @@ class Approvals:
         self._write(
             job_id, "decision.json", {"decision": decision, "by": by, "comment": comment, "at": utc_now().isoformat()}
         )
+
+
+_DECISION_EVENTS = {
+    (Gate.CODE, True): "code.approval_given",
+    (Gate.CODE, False): "code.approval_refused",
+    (Gate.RELEASE, True): "result.release_given",
+    (Gate.RELEASE, False): "result.release_refused",
+}
+
+
+def operator_decision(state_dir: Path, job_id: str, *, approve: bool, by: str, comment: str | None = None) -> Held:
+    """An operator's decision on a held job (CLI or station API), recorded in the audit chain.
+
+    Raises
+    ------
+    KeyError
+        When no job ``job_id`` is held.
+    ValueError
+        When it was decided already, or a denial gives no reason.
+    """
+    from .audit import append_audit  # the audit module imports nothing of ours; keep this module light
+
+    held = Approvals(state_dir / "approvals").decide(job_id, approve=approve, by=by, comment=comment)
+    append_audit(
+        state_dir / "audit.log", _DECISION_EVENTS[(held.gate, approve)], actor=by, role="operator", job_id=job_id
+    )
+    return held

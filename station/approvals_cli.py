@@ -11,8 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .approvals import Approvals, Gate
-from .audit import append_audit
+from .approvals import Approvals, Gate, operator_decision
 from .state import StationState
 
 __all__ = ["approvals_app"]
@@ -71,20 +70,11 @@ def show(job: JobArgument, state: StateOption = Path("./station-state")) -> None
 
 
 def _decide(state: Path, job: str, *, approve: bool, comment: str | None) -> None:
-    queue = _queue(state)
-    operator = getpass.getuser()
     try:
-        held = queue.decide(job, approve=approve, by=operator, comment=comment)
+        held = operator_decision(StationState(state).root, job, approve=approve, by=getpass.getuser(), comment=comment)
     except (KeyError, ValueError) as exc:
         typer.echo(str(exc).strip("'\""), err=True)
         raise typer.Exit(code=1) from None
-    event = {
-        (Gate.CODE, True): "code.approval_given",
-        (Gate.CODE, False): "code.approval_refused",
-        (Gate.RELEASE, True): "result.release_given",
-        (Gate.RELEASE, False): "result.release_refused",
-    }[(held.gate, approve)]
-    append_audit(StationState(state).audit_file, event, actor=operator, role="operator", job_id=job)
     what = "the train's code" if held.gate == Gate.CODE else "the result"
     verb = "approved" if approve else "denied"
     typer.echo(f"{verb} {what} of job {job}; the running agent carries it out within a poll")

@@ -271,6 +271,27 @@ def withdraw(
 
 
 @app.command()
+def api(
+    state: StateOption,
+    host: Annotated[str, typer.Option(help="Where to listen: keep it on this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The port.")] = 8700,
+) -> None:
+    """Serve the operator's approval queue as HTTP on this machine (the token is in STATE/operator.token)."""
+    import uvicorn
+
+    from .api import create_station_api, operator_token
+
+    station_state = StationState(state)
+    station_state.ensure()
+    operator_token(station_state.root)
+    if host not in {"127.0.0.1", "localhost", "::1"}:
+        _errors.print(f"[bold yellow]listening on {host}: the queue is reachable beyond this machine[/bold yellow]")
+    token_file = station_state.root / "operator.token"
+    _console.print(f"station API on http://{host}:{port} (operator token: {token_file}); Ctrl-C stops it")
+    uvicorn.run(create_station_api(station_state.root), host=host, port=port, log_level="warning")
+
+
+@app.command()
 def publish(state: StateOption) -> None:
     """Publish every harvested collection's signed description to the hub."""
     station_state = _enrolled_state(state)
