@@ -18,6 +18,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	@command -v bwrap >/dev/null || apt-get install -y -q bubblewrap >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1) || echo "make test: bubblewrap could not be installed; sandbox tests will skip"
 	@command -v virtuoso-t >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q virtuoso-opensource >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q virtuoso-opensource >/dev/null 2>&1) || echo "make test: virtuoso-opensource could not be installed; the external-store tests will skip"
+	@command -v docker-registry >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry >/dev/null 2>&1 || echo "make test: docker-registry could not be installed; the registry-pull tests will skip"
 	@bash docker/ensure-engine.sh || echo "make test: no Docker engine could be started; Docker tests will skip"
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 

@@ -532,6 +532,7 @@ class TrainyardClient:
         parameters: dict[str, Any] | None = None,
         image_archive: bytes | None = None,
         image_digest: str | None = None,
+        image_ref: str | None = None,
         co_recipients: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Bundle a train folder, upload it, sign its manifest and submit it.
@@ -539,9 +540,10 @@ class TrainyardClient:
         ``parameters`` are checked against the train's declared schema here, before anything
         is uploaded. With ``image_archive`` (a ``docker save`` tar) and ``image_digest`` (the
         image id), the archive is uploaded as an artifact and the manifest names the image.
-        ``co_recipients`` are other members of the project for whom the stations also seal the
-        results (their registered encryption keys, read from the project, go into the signed
-        manifest).
+        With ``image_ref`` (``registry/repository@sha256:…``) and ``image_digest``, stations that
+        pull from registries fetch the image there instead. ``co_recipients`` are other members
+        of the project for whom the stations also seal the results (their registered encryption
+        keys, read from the project, go into the signed manifest).
         """
         config = read_train_config(train_dir)
         values = config.parameters_with(parameters)
@@ -563,6 +565,8 @@ class TrainyardClient:
             if image_digest is None:
                 raise ProtocolError("an image archive needs the image's digest (its id, sha256:...)")
             self.upload_artifact(image_archive)
+        if image_ref is not None and image_digest is None:
+            raise ProtocolError("a registry reference needs the image's id (sha256:...), which stations check")
         manifest = TrainManifest(
             name=config.name,
             version=config.version,
@@ -573,6 +577,7 @@ class TrainyardClient:
             parameters=values,
             image_digest=image_digest,
             image_archive=None if image_archive is None else content_address(image_archive),
+            image_ref=image_ref,
             resources=config.resources,
             federated=config.federated,
             co_recipients=tuple(recipients),

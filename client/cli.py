@@ -323,6 +323,13 @@ def train_submit(
         Path | None,
         typer.Option("--image-archive", exists=True, dir_okay=False, help="The image tar 'train build' wrote."),
     ] = None,
+    image_ref: Annotated[
+        str | None,
+        typer.Option(help="Or a registry reference, registry/repository@sha256:..., for stations that pull."),
+    ] = None,
+    image_id: Annotated[
+        str | None, typer.Option(help="With --image-ref: the image's id (sha256:...), which stations check.")
+    ] = None,
     co_recipient: Annotated[
         list[str] | None,
         typer.Option(help="Another project member who may also open the results (user name); repeat for more."),
@@ -340,7 +347,8 @@ def train_submit(
             collections=collection,
             parameters=parameters,
             image_archive=archive,
-            image_digest=image_id_of_archive(archive) if archive is not None else None,
+            image_digest=image_id_of_archive(archive) if archive is not None else image_id,
+            image_ref=image_ref,
             co_recipients=co_recipient or (),
         )
     except TrainyardError as error:

@@ -263,6 +263,13 @@ class TrainManifest(_Message):
     image_archive: ContentAddress | None = Field(
         default=None, description="content address of the image's 'docker save' archive on the hub"
     )
+    image_ref: str | None = Field(
+        default=None,
+        max_length=400,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*@sha256:[0-9a-f]{64}$",
+        description="where a station may pull the image instead: registry/repository@sha256:<manifest digest>; "
+        "the pulled image's id must still be image_digest",
+    )
     resources: dict[str, float] = Field(
         default_factory=dict,
         description="what the train asks for: cpu (cores), memory_mb, gpu (devices), time_s; stations cap each",

@@ -588,14 +588,24 @@ class StationAgent:
         from .executors.docker import ensure_image
 
         def fetch() -> bytes:
-            if manifest.image_archive is None:
-                raise _Refusal(f"the train image {manifest.image_digest} is not here and the manifest names no archive")
+            assert manifest.image_archive is not None
             return self._download_artifact(
                 manifest.image_archive, what="train image archive", limit=self.settings.max_bundle_mb * 4 * _MB
             )
 
+        pull_ref = None
+        if manifest.image_archive is None:
+            if manifest.image_ref is None:
+                raise _Refusal(f"the train image {manifest.image_digest} is not here and the manifest names no archive")
+            if not self.settings.registry_pull:
+                raise _Refusal(
+                    f"the train image {manifest.image_digest} is not here, and this station pulls no images from "
+                    f"registries ({manifest.image_ref}): submit the train with its image archive",
+                    rule="image",
+                )
+            pull_ref = manifest.image_ref
         try:
-            image = ensure_image(engine(), manifest.image_digest, fetch)
+            image = ensure_image(engine(), manifest.image_digest, None if pull_ref else fetch, pull_ref=pull_ref)
         except ExecutorError as exc:
             self._audit("image.refused", image=manifest.image_digest, reason=str(exc))
             raise _Refusal(f"the train image is refused: {exc}", rule="image") from exc

@@ -56,6 +56,11 @@ class StationSettings(BaseSettings):
     executor: ExecutorName = "auto"
     allow_unisolated: bool = False
     train_image: str = "trainyard/train-base:0.1"
+    registry_pull: bool = Field(
+        default=False,
+        description="pull a train's image from a registry by digest when the manifest names one and no archive "
+        "(the engine must reach the registry; the pulled image's id must be the signed one)",
+    )
     federated_image: str = Field(
         default="trainyard/train-torch:0.1",
         description="the image federated trains run in at a Docker station when their manifest names none "

@@ -363,13 +363,17 @@ class DockerExecutor:
             pause = min(pause * 1.5, 0.5)
 
 
-def ensure_image(client: DockerClient, digest: str, fetch: Callable[[], bytes]) -> str:
+def ensure_image(
+    client: DockerClient, digest: str, fetch: Callable[[], bytes] | None, *, pull_ref: str | None = None
+) -> str:
     """Make the image ``digest`` (an image id, ``sha256:...``) present; return it.
 
     The engine is the cache: an image already there is not fetched again. Otherwise
     ``fetch`` returns the ``docker save`` archive (its content address already verified by
-    the caller); after ``docker load`` the loaded image's id must equal ``digest``, else the
-    image is removed and :class:`ExecutorError` names both ids.
+    the caller), or, without one, the image is pulled from a registry by ``pull_ref``
+    (``registry/repository@sha256:<manifest digest>``, content-addressed at the registry).
+    Either way the image's id must then equal ``digest``, else the image is removed and
+    :class:`ExecutorError` names both ids.
     """
     try:
         client.images.get(digest)
@@ -378,6 +382,10 @@ def ensure_image(client: DockerClient, digest: str, fetch: Callable[[], bytes]) 
         pass
     except DockerException as exc:
         raise ExecutorError(f"cannot ask the Docker engine for the image {digest}: {exc}") from exc
+    if fetch is None:
+        if pull_ref is None:
+            raise ExecutorError(f"the image {digest} is not here and there is neither an archive nor a registry")
+        return _pull(client, digest, pull_ref)
     archive = fetch()
     try:
         before = {image.id for image in client.images.list(all=True)}
@@ -391,4 +399,18 @@ def ensure_image(client: DockerClient, digest: str, fetch: Callable[[], bytes]) 
                 with contextlib.suppress(DockerException):
                     client.images.remove(image_id, force=True)
         raise ExecutorError(f"the image archive holds {ids or 'no image'}, not the signed image {digest}")
+    return digest
+
+
+def _pull(client: DockerClient, digest: str, ref: str) -> str:
+    try:
+        before = {image.id for image in client.images.list(all=True)}
+        pulled = client.images.pull(ref)
+    except DockerException as exc:
+        raise ExecutorError(f"cannot pull the train image {ref}: {exc}") from exc
+    if pulled.id != digest:
+        if pulled.id not in before:  # never remove what was here already
+            with contextlib.suppress(DockerException):
+                client.images.remove(pulled.id, force=True)
+        raise ExecutorError(f"the registry's image {ref} is {pulled.id}, not the signed image {digest}")
     return digest

@@ -178,3 +178,28 @@ def test_results_are_sealed_for_each_co_recipient_too(
     theirs = ResultPayload.model_validate_json(protocol.open_sealed(box, colleague.encryption))
     assert mine == theirs
     protocol.verify_envelope(envelope, state.load_keys().signing_public)  # the station signed both boxes
+
+
+def test_an_image_only_in_a_registry_is_refused_unless_the_station_pulls(
+    settings: StationSettings,
+    state: StationState,
+    hub: Any,
+    researcher: KeyPair,
+    train_bundle: bytes,
+    job_for: Callable[..., Job],
+    fake_executor: Any,
+) -> None:
+    executor = fake_executor()
+    executor._engine = lambda: None  # a Docker-like executor: images matter
+    job = job_for(researcher, train_bundle)
+    ref = "registry.example/trains/cohort@sha256:" + "c" * 64
+    manifest = job.signed_manifest.manifest.model_copy(update={"image_digest": "sha256:" + "a" * 64, "image_ref": ref})
+    job = job.model_copy(update={"signed_manifest": protocol.sign_manifest(manifest, researcher.signing)})
+    hub.add_bundle(train_bundle)
+
+    _agent(settings, hub, executor).process_job(job)
+
+    failure = hub.results["job-1"].failure
+    assert failure is not None
+    assert "this station pulls no images from registries" in failure.reason
+    assert executor.specs == []

@@ -79,3 +79,43 @@ def test_refusal_never_removes_an_image_that_was_there() -> None:
     with pytest.raises(ExecutorError, match="not the signed image"):
         ensure_image(client, SIGNED, _fetcher([]))
     assert client.images.removed == []
+
+
+class _PullingImages(_Images):
+    def __init__(self, present: set[str], pulls: str) -> None:
+        super().__init__(present, loads=pulls)
+        self.pulled: list[str] = []
+
+    def pull(self, ref: str) -> _Image:
+        self.pulled.append(ref)
+        self.present.add(self.loads)
+        return _Image(self.loads)
+
+
+class _PullingClient:
+    def __init__(self, present: set[str], pulls: str) -> None:
+        self.images = _PullingImages(present, pulls)
+
+
+REF = "registry.example:5000/trains/cohort@sha256:" + "c" * 64
+
+
+def test_image_is_pulled_by_digest_once_and_checked() -> None:
+    client = _PullingClient(set(), SIGNED)
+
+    assert ensure_image(client, SIGNED, None, pull_ref=REF) == SIGNED  # type: ignore[arg-type]
+    assert ensure_image(client, SIGNED, None, pull_ref=REF) == SIGNED  # type: ignore[arg-type]
+    assert client.images.pulled == [REF]
+
+
+def test_pulled_image_that_is_not_the_signed_one_is_refused_and_removed() -> None:
+    client = _PullingClient(set(), OTHER)
+
+    with pytest.raises(ExecutorError, match=r"is sha256:b+, not the signed image"):
+        ensure_image(client, SIGNED, None, pull_ref=REF)  # type: ignore[arg-type]
+    assert client.images.removed == [OTHER]
+
+
+def test_no_archive_and_no_registry() -> None:
+    with pytest.raises(ExecutorError, match="neither an archive nor a registry"):
+        ensure_image(_Client(set(), SIGNED), SIGNED, None)  # type: ignore[arg-type]
