@@ -14,21 +14,21 @@ import re
 from datetime import datetime
 
 from rdflib import RDF, XSD, Graph, Literal, Namespace, URIRef
-from rdflib.namespace import DCAT, DCTERMS
+from rdflib.namespace import DCAT, DCTERMS, SKOS
 
 import protocol
+from ontology import CODING_SYSTEMS, HEALTHDCATAP
 from protocol import CollectionMetadata, CollectionPublication, CollectionSummary, KeyPair
 
 __all__ = ["TY", "build_publication", "collection_iri", "collection_to_turtle"]
 
 TY = Namespace("https://w3id.org/trainyard/ontology#")
-HEALTH = Namespace("http://healthdataportal.eu/ns/health#")  # = ontology.HEALTHDCATAP (unratified namespace)
+HEALTH = Namespace(HEALTHDCATAP)  # the one constant of the unratified namespace
 DCM = "http://dicom.nema.org/resources/ontology/DCM/"
 ODRL = Namespace("http://www.w3.org/ns/odrl/2/")
 VCARD = Namespace("http://www.w3.org/2006/vcard/ns#")
 OBO = "http://purl.obolibrary.org/obo/"
 HEAL = URIRef("http://publications.europa.eu/resource/authority/data-theme/HEAL")
-CODING_SYSTEMS = {"ICD-10": "http://id.who.int/icd/release/10/", "SNOMED-CT": "http://snomed.info/id/"}
 _SLUG = re.compile(r"[^A-Za-z0-9]+")
 _CS_VALUE = re.compile(r"^[A-Z0-9_]{1,16}$")
 
@@ -188,6 +188,7 @@ def _add_metadata(graph: Graph, subject: URIRef, metadata: CollectionMetadata) -
         node = _fragment(subject, "disease", disease.system, disease.code)
         graph.add((subject, HEALTH.hasCodeValues, node))
         graph.add((node, DCTERMS.identifier, Literal(str(code), datatype=XSD.anyURI)))
+        graph.add((node, SKOS.inScheme, URIRef(CODING_SYSTEMS[disease.system])))
         graph.add((node, TY.diseaseCode, code))
         graph.add((node, TY.codingSystem, Literal(disease.system)))
         graph.add((node, TY.notation, Literal(disease.code)))
@@ -200,6 +201,7 @@ def _add_metadata(graph: Graph, subject: URIRef, metadata: CollectionMetadata) -
         permission = _fragment(subject, "permission")
         graph.add((subject, ODRL.hasPolicy, policy))
         graph.add((policy, RDF.type, ODRL.Offer))
+        graph.add((policy, RDF.type, ODRL.Policy))  # an Offer is a Policy; DCAT-AP's shapes infer nothing
         graph.add((policy, ODRL.permission, permission))
         graph.add((permission, ODRL.action, ODRL.use))
         for duo in metadata.data_use:

@@ -14,7 +14,7 @@ import pyoxigraph as ox
 from rdflib import RDF, XSD, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import DCAT, DCTERMS, FOAF, SKOS
 
-from ontology import HEALTHDCATAP
+from ontology import CODING_SYSTEMS, HEALTHDCATAP
 
 __all__ = [
     "CATALOG_ID",
@@ -41,13 +41,16 @@ ACCESS_RIGHT_SCHEME = "http://publications.europa.eu/resource/authority/access-r
 ACCESS_RIGHT = f"{ACCESS_RIGHT_SCHEME}/RESTRICTED"
 DATA_THEME = "http://publications.europa.eu/resource/authority/data-theme"
 HEALTH_THEME = f"{DATA_THEME}/HEAL"
+ODRL_HAS_POLICY = "http://www.w3.org/ns/odrl/2/hasPolicy"
+REMOTE_ONLY_RIGHTS = "https://w3id.org/trainyard/ontology#RemoteProcessingOnly"
 CORPORATE_BODY = "http://publications.europa.eu/resource/authority/corporate-body"
 DATASET_TYPE = "http://publications.europa.eu/resource/authority/dataset-type"
 PERSONAL_DATA = f"{DATASET_TYPE}/PERSONAL_DATA"
 DCATAP = "http://data.europa.eu/r5r/"
 EHDS = "http://data.europa.eu/eli/reg/2025/327/oj"  # the European Health Data Space regulation
 VCARD = Namespace("http://www.w3.org/2006/vcard/ns#")
-_COUNTS = ("numberOfUniqueIndividuals", "numberOfRecords")
+_COUNTS = ("numberOfUniqueIndividuals", "numberOfRecords", "minTypicalAge", "maxTypicalAge")
+CODE_SCHEMES = {iri: f"{system} codes" for system, iri in CODING_SYSTEMS.items()}
 CATALOG_ID = "trainyard"
 
 
@@ -76,8 +79,14 @@ def station_urn(station: str, collection: str) -> str:
     return f"urn:trainyard:collection:{station}:{collection}"
 
 
-def distribution_triples(base: str, station: str, collection: str, *, station_name: str) -> list[ox.Triple]:
-    """What the hub adds to a collection's graph: its distribution, publisher and catalog link."""
+def distribution_triples(
+    base: str, station: str, collection: str, *, station_name: str, published: Iterable[ox.Triple] = ()
+) -> list[ox.Triple]:
+    """What the hub adds to a collection's graph: its distribution, publisher and catalog link.
+
+    The data-use policies (ODRL offers of DUO purposes) the station put on its dataset in
+    ``published`` go on the distribution too: that is where DCAT-AP puts access conditions.
+    """
     dataset = ox.NamedNode(dataset_iri(base, station, collection))
     distribution = ox.NamedNode(distribution_iri(base, station, collection))
     agent = ox.NamedNode(station_iri(base, station))
@@ -112,6 +121,12 @@ def distribution_triples(base: str, station: str, collection: str, *, station_na
         ox.Triple(distribution, iri(DCATAP + "applicableLegislation"), iri(EHDS)),
         ox.Triple(distribution, iri(str(DCTERMS.accessRights)), iri(ACCESS_RIGHT)),
         ox.Triple(distribution, iri(str(TY.accessMode)), iri(str(TY.RemoteProcessing))),
+        ox.Triple(distribution, iri(str(DCTERMS.rights)), iri(REMOTE_ONLY_RIGHTS)),
+        *(
+            ox.Triple(distribution, iri(ODRL_HAS_POLICY), triple.object)
+            for triple in published
+            if triple.subject == dataset and triple.predicate == iri(ODRL_HAS_POLICY)
+        ),
         ox.Triple(agent, rdf_type, iri(str(FOAF.Agent))),
         ox.Triple(agent, iri(str(FOAF.name)), ox.Literal(station_name)),
     ]
@@ -145,6 +160,17 @@ def add_vocabulary_terms(graph: Graph) -> Graph:
         graph.add((URIRef(concept), SKOS.prefLabel, Literal(label, lang="en")))
         graph.add((URIRef(concept), SKOS.inScheme, URIRef(scheme)))
     graph.add((URIRef(ACCESS_RIGHT), RDF.type, DCTERMS.RightsStatement))
+    graph.add((URIRef(REMOTE_ONLY_RIGHTS), RDF.type, DCTERMS.RightsStatement))
+    graph.add(
+        (
+            URIRef(REMOTE_ONLY_RIGHTS),
+            DCTERMS.description,
+            Literal("No download: approved projects' trains run at the station; aggregates come back.", lang="en"),
+        )
+    )
+    for scheme, title in CODE_SCHEMES.items():
+        graph.add((URIRef(scheme), RDF.type, SKOS.ConceptScheme))
+        graph.add((URIRef(scheme), DCTERMS.title, Literal(title, lang="en")))
     graph.add((URIRef(EHDS), RDF.type, URIRef("http://data.europa.eu/eli/ontology#LegalResource")))
     graph.add((URIRef(CORPORATE_BODY), RDF.type, SKOS.ConceptScheme))
     graph.add((URIRef(CORPORATE_BODY), DCTERMS.title, Literal("corporate-body", lang="en")))
@@ -224,7 +250,7 @@ def fdp_graph(base: str, *, title: str, description: str, publisher: str, versio
 
 
 def retype_counts(graph: Graph) -> Graph:
-    """Give HealthDCAT-AP counts back their ``xsd:nonNegativeInteger`` type.
+    """Give HealthDCAT-AP counts and ages back their ``xsd:nonNegativeInteger`` type.
 
     Oxigraph stores every integer-derived literal as ``xsd:integer``; HealthDCAT-AP's shapes want
     ``nonNegativeInteger``, so records read from the store are re-typed before they are served.

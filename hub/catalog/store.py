@@ -109,7 +109,7 @@ class CatalogStore:
         *,
         station: str,
         collection: str,
-        extra: list[ox.Triple] | None = None,
+        extra: list[ox.Triple] | Callable[[list[ox.Triple]], list[ox.Triple]] | None = None,
         check: Callable[[list[ox.Triple]], None] | None = None,
     ) -> int:
         """Replace a collection's graph with a station's Turtle, re-based on ``graph_iri``; return the triple count.
@@ -153,7 +153,7 @@ class CatalogStore:
                     _rename(triple.object, urn, graph_iri),  # type: ignore[arg-type]
                 )
             )
-        triples.extend(extra or [])
+        triples.extend(extra(triples) if callable(extra) else (extra or []))
         if check is not None:
             check(triples)  # e.g. SHACL validation: raises before anything is stored
         graph = ox.NamedNode(graph_iri)

@@ -10,6 +10,7 @@ import contextlib
 from typing import Annotated
 
 import anyio
+import pyoxigraph as ox
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -129,7 +130,12 @@ def publish_collection(
             detail=f"the path names collection {collection!r} but the publication is for {publication.collection!r}",
         )
     graph_iri = graph_iri_for_collection(settings.base_iri, station.id, collection)
-    extra = distribution_triples(settings.base_iri, station.id, collection, station_name=station.id)
+
+    def extra(published: list[ox.Triple]) -> list[ox.Triple]:
+        return distribution_triples(
+            settings.base_iri, station.id, collection, station_name=station.id, published=published
+        )
+
     try:
         catalog.replace_collection(
             graph_iri, publication.turtle, station=station.id, collection=collection, extra=extra, check=validate_record

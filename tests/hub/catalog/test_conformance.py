@@ -7,7 +7,7 @@ import pytest
 import rdflib
 from pyshacl import validate
 
-from hub.catalog.records import dataset_iri, distribution_triples, export_catalog
+from hub.catalog.records import dataset_iri, distribution_iri, distribution_triples, export_catalog
 from hub.catalog.store import CatalogStore
 from protocol import CollectionMetadata, CollectionSummary, DiseaseCode, NumericRange
 from station.catalog import collection_to_turtle
@@ -61,8 +61,15 @@ def export() -> rdflib.Graph:
             issued=datetime(2026, 1, 1, tzinfo=UTC),
         )
         iri = dataset_iri(BASE, station, collection)
-        extra = distribution_triples(BASE, station, collection, station_name=station)
-        store.replace_collection(iri, turtle, station=station, collection=collection, extra=extra)
+        store.replace_collection(
+            iri,
+            turtle,
+            station=station,
+            collection=collection,
+            extra=lambda published, s=station, c=collection: distribution_triples(  # type: ignore[misc]
+                BASE, s, c, station_name=s, published=published
+            ),
+        )
         graphs.append(iri)
     return export_catalog(
         (store.graph_triples(iri) for iri in graphs),
@@ -98,9 +105,15 @@ def test_healthdcat_ap_sensitive_rules_hold_for_every_field_we_publish(export: r
     found = violations(export, "healthdcat-ap-draft", "HealthDCAT-AP_sensitive-shapes.ttl")
 
     # The sensitive profile also wants metadata only a steward can state (keywords, provenance,
-    # place, purpose, health category and theme, publisher type and notes); those come with
+    # place, purpose, health category and theme, publisher type and notes, ...); those come with
     # collection metadata and are listed in the README as open. What we do publish must pass.
     ours = {
+        "http://healthdataportal.eu/ns/health#minTypicalAge",
+        "http://healthdataportal.eu/ns/health#maxTypicalAge",
+        "http://healthdataportal.eu/ns/health#hasCodeValues",
+        "http://healthdataportal.eu/ns/health#hasCodingSystem",
+        "http://www.w3.org/2004/02/skos/core#inScheme",
+        "http://purl.org/dc/terms/rights",
         "http://healthdataportal.eu/ns/health#numberOfUniqueIndividuals",
         "http://healthdataportal.eu/ns/health#numberOfRecords",
         "http://healthdataportal.eu/ns/health#hdab",
@@ -126,3 +139,14 @@ def test_no_count_between_1_and_k_minus_1_anywhere_in_the_export(export: rdflib.
     ]
 
     assert integers and not [value for value in integers if 0 < value < 5]
+
+
+def test_data_use_policies_are_on_the_distribution_too(export: rdflib.Graph) -> None:
+    odrl = rdflib.Namespace("http://www.w3.org/ns/odrl/2/")
+    dataset = rdflib.URIRef(dataset_iri(BASE, "site-a", "chest-ct"))
+    distribution = rdflib.URIRef(distribution_iri(BASE, "site-a", "chest-ct"))
+
+    on_dataset = set(export.objects(dataset, odrl.hasPolicy))
+
+    assert on_dataset
+    assert set(export.objects(distribution, odrl.hasPolicy)) == on_dataset
