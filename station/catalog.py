@@ -11,16 +11,17 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import re
+import threading
 from datetime import datetime
 
 from rdflib import RDF, XSD, Graph, Literal, Namespace, URIRef
-from rdflib.namespace import DCAT, DCTERMS, SKOS
+from rdflib.namespace import DCAT, DCTERMS, FOAF, SKOS
 
 import protocol
-from ontology import CODING_SYSTEMS, HEALTHDCATAP
+from ontology import CODE_LISTS, CODING_SYSTEMS, HEALTHDCATAP, SHAPES
 from protocol import CollectionMetadata, CollectionPublication, CollectionSummary, KeyPair
 
-__all__ = ["TY", "build_publication", "collection_iri", "collection_to_turtle"]
+__all__ = ["TY", "build_publication", "check_record", "collection_iri", "collection_to_turtle"]
 
 TY = Namespace("https://w3id.org/trainyard/ontology#")
 HEALTH = Namespace(HEALTHDCATAP)  # the one constant of the unratified namespace
@@ -230,6 +231,52 @@ def _annotation_term(annotation: str) -> str:
     return "".join(part.capitalize() for part in _SLUG.split(annotation) if part) or "Annotation"
 
 
+_SHACL_LOCK = threading.Lock()
+
+
+@functools.cache
+def _shapes_and_codes() -> tuple[Graph, Graph]:
+    shapes = Graph().parse(SHAPES, format="turtle")
+    codes = Graph()
+    for path in CODE_LISTS:
+        codes.parse(path, format="turtle")
+    return shapes, codes
+
+
+def check_record(turtle: str, *, station: str, collection: str) -> list[str]:
+    """The catalog shapes' violations of one record, checked here before it leaves (the hub checks again).
+
+    The hub adds the distribution and the publisher; stand-ins for them are added for the check only.
+    """
+    from pyshacl import validate
+
+    shapes, codes = _shapes_and_codes()
+    data = Graph()
+    data += codes
+    data.parse(data=turtle, format="turtle")
+    subject = collection_iri(station, collection)
+    distribution, publisher = URIRef(f"{subject}#hub-distribution"), URIRef(f"{subject}#hub-publisher")
+    data.add((subject, DCAT.distribution, distribution))
+    data.add((distribution, RDF.type, DCAT.Distribution))
+    data.add((distribution, DCAT.accessURL, URIRef("urn:trainyard:hub:trains")))
+    data.add((distribution, TY.accessMode, TY.RemoteProcessing))
+    data.add((subject, DCTERMS.publisher, publisher))
+    data.add((publisher, RDF.type, FOAF.Agent))
+    with _SHACL_LOCK:  # rdflib's SPARQL parser (the shapes' SPARQL constraints) is not thread-safe
+        conforms, results, _text = validate(
+            data, shacl_graph=shapes, inference="none", advanced=True, allow_warnings=True
+        )
+    if conforms:
+        return []
+    sh = Namespace("http://www.w3.org/ns/shacl#")
+    problems = {
+        f"{results.value(result, sh.resultPath) or results.value(result, sh.focusNode)}: "
+        f"{results.value(result, sh.resultMessage) or 'does not conform'}"
+        for result in results.subjects(sh.resultSeverity, sh.Violation)
+    }
+    return sorted(problems)
+
+
 def build_publication(
     *,
     station: str,
@@ -258,6 +305,12 @@ def build_publication(
         issued=when,
         metadata=metadata,
     )
+    problems = check_record(turtle, station=station, collection=collection)
+    if problems:
+        raise protocol.ProtocolError(
+            f"the record of {station}/{collection} does not conform to the catalog's shapes, so it is not sent: "
+            + "; ".join(problems[:10])
+        )
     publication = CollectionPublication(
         station=station,
         collection=collection,

@@ -42,26 +42,32 @@ def suppress_count(count: int, k: int) -> int | None:
 
 
 def suppress_breakdown(counts: dict[str, int], k: int) -> dict[str, int | None]:
-    """Suppress small cells of one breakdown, and one more when a single cell alone would be revealed.
+    """Suppress small cells of one breakdown, and more while the hidden cells' total would show.
 
-    When exactly one cell is suppressed, the published total minus the others would give it
-    away, so the next-smallest published (non-zero) cell is suppressed too.
+    The published total minus the shown cells gives the hidden cells' total away, so while
+    that total is between 1 and ``k - 1`` the next-smallest published (non-zero) cell is
+    suppressed too. Afterwards the hidden cells add up to 0 or at least ``k``, unless every
+    non-zero cell is hidden (then nothing shown is left to subtract from the total).
 
     Examples
     --------
     >>> suppress_breakdown({"CT": 9, "MR": 2, "PT": 6}, 5)
     {'CT': 9, 'MR': None, 'PT': None}
+    >>> suppress_breakdown({"CT": 9, "MR": 2, "PT": 1, "US": 7}, 5)
+    {'CT': 9, 'MR': None, 'PT': None, 'US': None}
     """
     if len(counts) > _MAX_LEVELS:  # the largest levels stay, the rest are pooled as "other"
         ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
         counts = dict(ranked[: _MAX_LEVELS - 1])
         counts["other"] = counts.get("other", 0) + sum(count for _, count in ranked[_MAX_LEVELS - 1 :])
     published = {value: suppress_count(count, k) for value, count in counts.items()}
-    hidden = [value for value, count in published.items() if count is None]
-    if len(hidden) == 1:
-        shown = [(count, value) for value, count in counts.items() if published[value] and count > 0]
-        if shown:
-            published[min(shown)[1]] = None
+    hidden_total = sum(counts[value] for value, count in published.items() if count is None)
+    shown = sorted((count, value) for value, count in counts.items() if published[value] and count > 0)
+    for count, value in shown:  # smallest first
+        if not 0 < hidden_total < k:
+            break
+        published[value] = None
+        hidden_total += count
     return published
 
 

@@ -185,3 +185,30 @@ def test_collection_to_turtle_suppressed_details_are_left_out() -> None:
     assert sexes == {"F", "M"}
     assert flags == {"missing_spacing"}
     assert ranges == {"slice_thickness"}  # kvp covers fewer than k subjects
+
+
+def test_check_record_passes_what_the_station_makes_and_names_what_breaks_the_shapes() -> None:
+    from station.catalog import check_record
+
+    good = collection_to_turtle(
+        station="site-a",
+        collection="chest-ct",
+        title="Chest CT",
+        description="d",
+        summary=CollectionSummary(
+            k=5,
+            subjects=12,
+            studies=12,
+            series=30,
+            instances=900,
+            modalities={"CT": 12},
+            body_parts={"CHEST": 12},
+            manufacturers={"ACME": 12},
+        ),
+        issued=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    broken = good.replace("dct:title", "dct:alternative")
+
+    assert check_record(good, station="site-a", collection="chest-ct") == []
+    problems = check_record(broken, station="site-a", collection="chest-ct")
+    assert problems and any("title" in problem for problem in problems)

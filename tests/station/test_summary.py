@@ -94,8 +94,54 @@ def test_suppress_breakdown_complementary_cell() -> None:
     from station.summary import suppress_breakdown
 
     assert suppress_breakdown({"CT": 9, "MR": 2, "PT": 6}, 5) == {"CT": 9, "MR": None, "PT": None}
-    assert suppress_breakdown({"CT": 9, "MR": 2, "PT": 1}, 5) == {"CT": 9, "MR": None, "PT": None}
     assert suppress_breakdown({"CT": 9, "MR": 6}, 5) == {"CT": 9, "MR": 6}
+
+
+def test_suppress_breakdown_two_small_hidden_cells_get_a_third() -> None:
+    from station.summary import suppress_breakdown
+
+    # MR and PT hidden: 1 + 2 = 3 < k, so the total minus CT and US would reveal 3
+    actual = suppress_breakdown({"CT": 9, "MR": 1, "PT": 2, "US": 7}, 5)
+
+    assert actual == {"CT": 9, "MR": None, "PT": None, "US": None}
+
+
+def test_suppress_breakdown_hidden_total_of_k_needs_nothing_more() -> None:
+    from station.summary import suppress_breakdown
+
+    assert suppress_breakdown({"CT": 9, "MR": 2, "PT": 3, "US": 7}, 5) == {"CT": 9, "MR": None, "PT": None, "US": 7}
+    assert suppress_breakdown({"CT": 9, "MR": 4, "PT": 4, "US": 0}, 5) == {"CT": 9, "MR": None, "PT": None, "US": 0}
+
+
+def test_suppress_breakdown_everything_hidden() -> None:
+    from station.summary import suppress_breakdown
+
+    assert suppress_breakdown({"CT": 1, "MR": 2}, 5) == {"CT": None, "MR": None}
+    assert suppress_breakdown({"CT": 1, "MR": 2, "PT": 6}, 5) == {"CT": None, "MR": None, "PT": None}
+    assert suppress_breakdown({"CT": 1, "MR": 0}, 5) == {"CT": None, "MR": 0}  # a zero cell hides nothing
+
+
+def test_suppress_breakdown_hidden_total_is_zero_or_at_least_k() -> None:
+    import random
+
+    from station.summary import suppress_breakdown
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        k = rng.randint(2, 20)
+        counts = {f"v{n}": rng.choice([0, rng.randint(1, k), rng.randint(1, 4 * k)]) for n in range(rng.randint(1, 45))}
+
+        actual = suppress_breakdown(counts, k)
+
+        assert len(actual) <= 40 and ("other" in actual) == (len(counts) > 40)
+        kept = {value: counts[value] for value in actual if value != "other"}
+        if "other" in actual:  # the pooled levels
+            kept["other"] = sum(counts.values()) - sum(kept.values())
+        shown = {value: count for value, count in actual.items() if count is not None}
+        assert all(count == kept[value] and (count == 0 or count >= k) for value, count in shown.items())
+        hidden_total = sum(kept[value] for value in actual if actual[value] is None)
+        every_nonzero_hidden = all(count == 0 for count in shown.values())
+        assert hidden_total == 0 or hidden_total >= k or every_nonzero_hidden, (counts, k, actual)
 
 
 def test_suppress_breakdown_caps_levels_at_forty() -> None:
