@@ -34,6 +34,7 @@ _FOR_NONE = {
     "failure": JobFailure(reason="injected"),
     "image_digest": "sha256:" + "0" * 64,
     "image_archive": "sha256:" + "1" * 64,
+    "image_ref": "registry.test/train@sha256:" + "3" * 64,
     "provenance": {"injected": True},
     "federated": FederatedPlan(rounds=2),
     "update": ModelUpdateRef(address="sha256:" + "2" * 64, size=1, num_examples=1),
