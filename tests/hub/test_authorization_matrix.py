@@ -117,6 +117,10 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/catalog/{catalog_id}"): EVERYONE,
     ("GET", "/dataset/{station}/{collection}"): EVERYONE,
     ("GET", "/distribution/{station}/{collection}"): EVERYONE,
+    ("GET", "/catalogs"): EVERYONE,
+    ("GET", "/catalog/{catalog_id}/datasets"): EVERYONE,
+    ("GET", "/station/{station}"): EVERYONE,  # a publishing agent: its name and datasets
+    ("GET", "/dataset/{station}/{collection}/version/{version}"): EVERYONE,
 }
 
 
@@ -172,6 +176,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 "token_id": "no-such-token",
                 "model_id": "no-such-model",
                 "project_id": project_id,
+                "version": "1",
                 "grant_id": grant["id"],
             },
         )

@@ -2,7 +2,9 @@
 
 ``/`` describes the FAIR Data Point, ``/catalog/trainyard`` the catalog (with an LDP container
 of its datasets), ``/dataset/{station}/{collection}`` one collection (its named graph), and
-``/distribution/{station}/{collection}`` how it is used: remote processing by trains. Turtle
+``/distribution/{station}/{collection}`` how it is used: remote processing by trains; every IRI
+the records name resolves too (``/catalogs``, ``/catalog/trainyard/datasets``, ``/station/{id}``,
+``/dataset/{station}/{collection}/version/{n}``). Turtle
 by default; JSON-LD, RDF/XML or N-Triples through ``Accept`` or ``?format=jsonld|rdf|nt``.
 Anyone may read: the catalog holds only disclosure-controlled aggregates.
 """
@@ -12,9 +14,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import pyoxigraph as ox
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
-from rdflib import Graph
+from rdflib import RDF, Graph, Literal, URIRef
+from rdflib.namespace import DCTERMS, FOAF
 
 from hub import crud
 from hub.api.deps import CatalogDep, SessionDep, SettingsDep
@@ -27,6 +30,7 @@ from hub.catalog.records import (
     distribution_iri,
     fdp_graph,
     retype_counts,
+    station_iri,
 )
 
 router = APIRouter(tags=["fdp"])
@@ -137,4 +141,87 @@ def read_distribution(
     iri = distribution_iri(settings.base_iri, station, collection)
     subject = ox.NamedNode(iri)
     triples = [t for t in _collection_triples(catalog, settings, station, collection) if t.subject == subject]
+    return _render(request, _to_rdflib(triples), iri, format)
+
+
+def _subset(graph: Graph, subject: str) -> Graph:
+    """The triples of ``graph`` about ``subject`` (with the graph's prefixes)."""
+    part = Graph(namespace_manager=graph.namespace_manager)
+    for triple in graph.triples((URIRef(subject), None, None)):
+        part.add(triple)
+    return part
+
+
+@router.get("/catalogs", responses=_RESPONSES, response_model=None)
+def read_catalogs(request: Request, settings: SettingsDep, format: FormatQuery = None) -> Response:
+    """The LDP container of the FAIR Data Point's catalogs."""
+    iri = f"{settings.base_iri.rstrip('/')}/catalogs"
+    graph = fdp_graph(
+        settings.base_iri,
+        title=settings.fdp_title,
+        description=settings.fdp_description,
+        publisher=settings.fdp_publisher,
+        version=request.app.version,
+    )
+    return _render(request, _subset(graph, iri), iri, format)
+
+
+@router.get("/catalog/{catalog_id}/datasets", responses=_RESPONSES, response_model=None)
+def read_catalog_datasets(
+    catalog_id: str, request: Request, session: SessionDep, settings: SettingsDep, format: FormatQuery = None
+) -> Response:
+    """The LDP container of the catalog's datasets."""
+    if catalog_id != CATALOG_ID:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no catalog {catalog_id!r}: this hub has {CATALOG_ID!r}")
+    datasets = [
+        dataset_iri(settings.base_iri, row.station_id, row.collection) for row in crud.list_collections(session=session)
+    ]
+    graph = catalog_graph(
+        settings.base_iri,
+        title=settings.fdp_title,
+        description=settings.fdp_description,
+        publisher=settings.fdp_publisher,
+        datasets=datasets,
+    )
+    iri = f"{catalog_iri(settings.base_iri)}/datasets"
+    return _render(request, _subset(graph, iri), iri, format)
+
+
+@router.get("/station/{station}", responses=_RESPONSES, response_model=None)
+def read_station_agent(
+    station: str, request: Request, session: SessionDep, settings: SettingsDep, format: FormatQuery = None
+) -> Response:
+    """A station as the publishing agent of its collections."""
+    if crud.get_station(session=session, station_id=station) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no station {station!r}")
+    iri = station_iri(settings.base_iri, station)
+    graph = Graph()
+    graph.bind("foaf", FOAF)
+    graph.bind("dct", DCTERMS)
+    agent = URIRef(iri)
+    graph.add((agent, RDF.type, FOAF.Agent))
+    graph.add((agent, FOAF.name, Literal(station)))
+    for row in crud.list_collections(session=session):
+        if row.station_id == station:
+            graph.add((URIRef(dataset_iri(settings.base_iri, station, row.collection)), DCTERMS.publisher, agent))
+    return _render(request, graph, iri, format)
+
+
+@router.get("/dataset/{station}/{collection}/version/{version}", responses=_RESPONSES, response_model=None)
+def read_dataset_version(
+    station: str,
+    collection: str,
+    version: Annotated[int, Path(ge=1)],
+    request: Request,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    format: FormatQuery = None,
+) -> Response:
+    """An earlier record of a collection (kept when the station republished it)."""
+    iri = f"{dataset_iri(settings.base_iri, station, collection)}/version/{version}"
+    triples = catalog.graph_triples(iri)
+    if not triples:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"collection {station}/{collection} has no version {version}"
+        )
     return _render(request, _to_rdflib(triples), iri, format)

@@ -144,3 +144,35 @@ def test_hub_pings_the_fdp_index_at_start(tmp_path: Path, index_url: str) -> Non
         assert client.get("/").status_code == 200
 
     assert _Index.received == [{"clientUrl": f"{BASE}/"}]
+
+
+def test_every_iri_the_records_name_resolves(
+    client: TestClient, hub: HubFactory, station: EnrolledStation, published: list[str]
+) -> None:
+    hub.publish(station, "chest-ct", title="Chest CT, second harvest")  # the first record becomes version 1
+
+    catalogs = graph_of(client.get("/catalogs"))
+    datasets = graph_of(client.get("/catalog/trainyard/datasets"))
+    agent = graph_of(client.get("/station/site-a"))
+    version = client.get("/dataset/site-a/chest-ct/version/1")
+
+    fdp, catalog = rdflib.URIRef(f"{BASE}/"), rdflib.URIRef(f"{BASE}/catalog/trainyard")
+    assert (rdflib.URIRef(f"{BASE}/catalogs"), LDP.membershipResource, fdp) in catalogs
+    assert (rdflib.URIRef(f"{BASE}/catalogs"), LDP.contains, catalog) in catalogs
+    contained = set(datasets.objects(rdflib.URIRef(f"{BASE}/catalog/trainyard/datasets"), LDP.contains))
+    assert contained == {
+        rdflib.URIRef(f"{BASE}/dataset/site-a/chest-ct"),
+        rdflib.URIRef(f"{BASE}/dataset/site-a/brain-mr"),
+    }
+    station_agent = rdflib.URIRef(f"{BASE}/station/site-a")
+    assert set(agent.subjects(DCTERMS.publisher, station_agent)) == contained
+    assert version.status_code == 200
+    old = graph_of(version)
+    assert (
+        rdflib.URIRef(f"{BASE}/dataset/site-a/chest-ct/version/1"),
+        DCTERMS.title,
+        rdflib.Literal("Chest CT"),
+    ) in old
+    for missing in ("/station/nowhere", "/dataset/site-a/chest-ct/version/9", "/catalog/other/datasets"):
+        assert client.get(missing).status_code == 404, missing
+    assert client.get("/dataset/site-a/chest-ct/version/0").status_code == 422
