@@ -108,6 +108,7 @@ _SEXES = {"F", "M", "O"}
 WITHDRAWN_REASON = "subject withdrawn (GDPR): never indexed or shown to trains again"
 _BATCH = 500  # files per transaction: a crash loses at most one batch of work
 _DICOMDIR_REASON = "DICOMDIR index"
+_NOT_DICOM_REASON = "not a DICOM file (no 'DICM' preamble, and no DICOM attributes without it)"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,21 +172,58 @@ def iter_dicom_paths(root: Path) -> Iterator[Path]:
     """Yield every regular file under ``root``, recursively, in a stable order.
 
     Hidden files and folders (names starting with ``.``) and symbolic links are left out;
-    whether a file is DICOM is decided by :func:`read_header`, not by its name.
+    whether a file is DICOM is decided by :func:`read_header`, not by its name. A folder's
+    files come first (sorted by name), then its sub-folders (sorted), each in turn.
 
     Raises
     ------
     NotADirectoryError
         When ``root`` is not a folder.
     """
+    for path, _ in _walk_files(root):
+        yield Path(path)
+
+
+def _walk_files(root: Path) -> Iterator[tuple[str, tuple[int, int] | None]]:
+    """What :func:`iter_dicom_paths` yields, as text, each with its size and mtime (``None``: cannot stat).
+
+    One ``os.scandir`` per folder tells files, folders and links apart without a system call
+    per file, and one ``lstat`` per file gives the size and mtime (for a regular file, not a
+    link, the same as ``stat``). The text of each path is ``str(Path(folder) / name)``.
+    """
     if not root.is_dir():
         raise NotADirectoryError(f"{root} is not a folder")
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            path = Path(folder) / name
-            if not name.startswith(".") and not path.is_symlink() and path.is_file():
-                yield path
+    folders = [str(root)]
+    while folders:
+        folder = folders.pop()
+        files: list[tuple[str, os.DirEntry[str]]] = []
+        subfolders: list[str] = []
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if name.startswith("."):
+                        continue
+                    try:
+                        if entry.is_symlink():
+                            continue
+                        if entry.is_dir():
+                            subfolders.append(name)
+                        elif entry.is_file():
+                            files.append((name, entry))
+                    except OSError:
+                        continue  # gone or unreadable since the folder was listed
+        except OSError:
+            continue  # an unreadable folder is left out, as os.walk does
+        prefix = "" if folder == "." else folder if folder.endswith(os.sep) else folder + os.sep
+        for name, entry in sorted(files, key=lambda item: item[0]):
+            try:
+                status = entry.stat(follow_symlinks=False)
+            except OSError:
+                yield prefix + name, None
+                continue
+            yield prefix + name, (status.st_size, status.st_mtime_ns)
+        folders.extend(prefix + name for name in sorted(subfolders, reverse=True))
 
 
 def _text(dataset: Any, keyword: str) -> str | None:
@@ -197,10 +235,32 @@ def _text(dataset: Any, keyword: str) -> str | None:
 
 
 def _pydicom_values(path: Path) -> dict[str, str | None]:
+    """The wanted attributes as pydicom reads them.
+
+    A file without the 128-byte preamble and ``DICM`` marker is read again with ``force``:
+    valid DICOM may start right at its first element. Forced, pydicom accepts any bytes, so a
+    file that shows none of :data:`REQUIRED_KEYWORDS` then is not DICOM.
+
+    Raises
+    ------
+    InvalidDicomError
+        When the file is not DICOM.
+    """
+    keywords = (*REQUIRED_KEYWORDS, *_OPTIONAL_KEYWORDS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dataset = dcmread(path, stop_before_pixels=True, specific_tags=[*REQUIRED_KEYWORDS, *_OPTIONAL_KEYWORDS])
-    return {keyword: _text(dataset, keyword) for keyword in (*REQUIRED_KEYWORDS, *_OPTIONAL_KEYWORDS)}
+        try:
+            dataset = dcmread(path, stop_before_pixels=True, specific_tags=list(keywords))
+        except InvalidDicomError:
+            try:
+                dataset = dcmread(path, stop_before_pixels=True, specific_tags=list(keywords), force=True)
+            except Exception as exc:  # what pydicom makes of bytes that are not DICOM
+                raise InvalidDicomError(f"{path} is not DICOM") from exc
+            values = {keyword: _text(dataset, keyword) for keyword in keywords}
+            if not any(values[keyword] for keyword in REQUIRED_KEYWORDS):
+                raise InvalidDicomError(f"{path} is not DICOM") from None
+            return values
+    return {keyword: _text(dataset, keyword) for keyword in keywords}
 
 
 def read_header(path: Path) -> DicomHeader | SkippedFile:
@@ -210,7 +270,8 @@ def read_header(path: Path) -> DicomHeader | SkippedFile:
     -------
     DicomHeader or SkippedFile
         The header, or the reason the file cannot be indexed (not DICOM, unreadable, or
-        missing one of :data:`REQUIRED_KEYWORDS`).
+        missing one of :data:`REQUIRED_KEYWORDS`). A file without the 128-byte preamble and
+        ``DICM`` marker is still read when its first bytes are DICOM elements.
 
     Examples
     --------
@@ -223,7 +284,7 @@ def read_header(path: Path) -> DicomHeader | SkippedFile:
     try:
         values = scan_header(path) or _pydicom_values(path)  # the fast scanner, else pydicom
     except InvalidDicomError:
-        return SkippedFile(path, "not a DICOM file (no 'DICM' preamble)")
+        return SkippedFile(path, _NOT_DICOM_REASON)
     except Exception as exc:  # pydicom raises many kinds on damaged files
         return SkippedFile(path, f"unreadable DICOM ({type(exc).__name__})")
     missing = [keyword for keyword in REQUIRED_KEYWORDS if not values[keyword]]
@@ -604,14 +665,6 @@ class DicomIndex:
         return found
 
 
-def _stat(path: Path) -> tuple[int, int] | None:
-    try:
-        status = path.stat()
-    except OSError:
-        return None
-    return status.st_size, status.st_mtime_ns
-
-
 def index_collection(
     root: Path,
     index: DicomIndex,
@@ -673,25 +726,24 @@ def index_collection(
             db.execute("INSERT OR REPLACE INTO collection_rule VALUES (?, ?)", (collection, rule_key))
     if not known and index.count_for_table(collection, "instance"):
         index.clear_collection(collection)  # indexed before files were tracked: start afresh
-    paths = list(iter_dicom_paths(root))
-    present = {str(path) for path in paths}
+    files = list(_walk_files(root))  # path text, (size, mtime): an unchanged file costs one lstat
+    present = {name for name, _ in files}
     seen = 0
     to_read: list[tuple[Path, tuple[int, int]]] = []
-    for path in paths:
-        stat = _stat(path)
-        previous = known.get(str(path))
+    for name, stat in files:
+        previous = known.get(name)
         if stat is None:
-            report.skipped.append(SkippedFile(path, "cannot stat the file"))
+            report.skipped.append(SkippedFile(Path(name), "cannot stat the file"))
         elif previous is not None and previous[:2] == stat:
             report.unchanged += 1
             if previous[2] == "skipped":
-                report.skipped.append(SkippedFile(path, previous[3] or "skipped"))
+                report.skipped.append(SkippedFile(Path(name), previous[3] or "skipped"))
         else:
-            to_read.append((path, stat))
+            to_read.append((Path(name), stat))
             continue
         seen += 1
         if on_progress is not None:
-            on_progress(path, seen)
+            on_progress(Path(name), seen)
     with db:
         for gone in sorted(set(known) - present):
             db.execute("DELETE FROM instance WHERE collection = ? AND path = ?", (collection, gone))

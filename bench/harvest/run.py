@@ -1,16 +1,21 @@
-"""Harvest speed: Trainyard's header scanner against pydicom and the raw read floor.
+"""Harvest speed: Trainyard's harvest against pydicom and the raw read floor.
 
     .venv/bin/python -m bench.harvest.run --files 20000
 
 generates (once, cached in ``--cache``) synthetic 512x512 CT instances with realistic headers
-(~250 elements, many of them private), adds the real pydicom test files, and measures in the
-same run, each with 2 processes over the same warm files:
+(~250 elements, many of them private), adds the real pydicom test files, hard-links exactly
+these files into a fresh tree, and measures in the same run, each with 2 processes over the same
+warm files:
 
 * ``floor``: read the first 16 KiB of each file;
 * ``pydicom``: ``dcmread(stop_before_pixels=True)`` of each file;
-* ``trainyard``: ``station.indexer.read_header`` (the fast scanner, pydicom as fall-back);
-* ``reharvest``: the unchanged tree again (path + size + mtime compared with the last pass).
+* ``read_header``: ``station.indexer.read_header`` alone (the fast scanner, pydicom as fall-back);
+* ``trainyard``: the real harvest, ``station.indexer.index_collection(workers=2)`` of the tree
+  into a fresh ``DicomIndex`` (walk, stat, read headers, pseudonymise, write SQLite);
+* ``reharvest``: ``index_collection`` of the unchanged tree again (the incremental path: walk,
+  stat, compare path + size + mtime with the index, read nothing).
 
+``peak_rss_mb`` is the larger of this process's and its largest child's peak resident memory.
 Writes ``bench/results/harvest.json``.
 """
 
@@ -20,6 +25,8 @@ import argparse
 import json
 import os
 import resource
+import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -32,7 +39,7 @@ from pydicom.data import get_testdata_files
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from station.indexer import read_header
+from station.indexer import DicomIndex, IndexReport, index_collection, read_header
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "harvest.json"
 WORKERS = 2
@@ -78,7 +85,7 @@ def _instance(number: int, series: str, study: str, patient: str) -> Dataset:
 def generate(cache: Path, files: int) -> list[Path]:
     """Write (once) ``files`` synthetic instances under ``cache``; return every file to harvest."""
     cache.mkdir(parents=True, exist_ok=True)
-    existing = sorted(cache.rglob("*.dcm"))
+    existing = sorted(cache.glob("series-*/*.dcm"))
     if len(existing) < files:
         template = _instance(0, generate_uid(), generate_uid(), "P-0")
         for number in range(len(existing), files):
@@ -91,7 +98,7 @@ def generate(cache: Path, files: int) -> list[Path]:
             template.PatientID = f"P-{series_no // 3:05d}"
             template.InstanceNumber = number % 200 + 1
             template.save_as(folder / f"{number:06d}.dcm", enforce_file_format=True)
-        existing = sorted(cache.rglob("*.dcm"))
+        existing = sorted(cache.glob("series-*/*.dcm"))
     return existing[:files] + [Path(path) for path in get_testdata_files() if Path(path).is_file()]
 
 
@@ -114,19 +121,24 @@ def _trainyard(path: Path) -> bool:
     return hasattr(read_header(path), "sop_instance_uid")
 
 
-def _walk_stats(root: Path) -> list[tuple[str, int, int]]:
-    """Walk a tree and stat every file: what a re-harvest compares with the index (path, size, mtime)."""
-    found: list[tuple[str, int, int]] = []
-    stack = [str(root)]
-    while stack:
-        with os.scandir(stack.pop()) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                elif entry.is_file(follow_symlinks=False):
-                    status = entry.stat(follow_symlinks=False)
-                    found.append((entry.path, status.st_size, status.st_mtime_ns))
-    return found
+def link_tree(paths: list[Path], tree: Path) -> list[Path]:
+    """Hard-link (copy where linking fails) each of ``paths`` into ``tree``; return the new paths.
+
+    The harvest walks a folder: this one holds exactly the files the other measures read.
+    """
+    linked = []
+    for number, path in enumerate(paths):
+        if path.parent.name.startswith("series-"):
+            target = tree / "synthetic" / path.parent.name / path.name
+        else:  # a pydicom test file: its own folder keeps names (DICOMDIR) and avoids clashes
+            target = tree / "pydicom" / f"{number:06d}" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+        linked.append(target)
+    return linked
 
 
 def _rate(function: Callable[[Path], object], paths: list[Path]) -> float:
@@ -136,6 +148,19 @@ def _rate(function: Callable[[Path], object], paths: list[Path]) -> float:
     return len(paths) / (time.perf_counter() - started)
 
 
+def _harvest(tree: Path, index: DicomIndex) -> tuple[float, IndexReport]:
+    """Harvest ``tree`` into ``index`` as the station does; return the seconds taken and the report."""
+    started = time.perf_counter()
+    report = index_collection(tree, index, collection="bench", secret=b"bench" * 8, workers=WORKERS)
+    return time.perf_counter() - started, report
+
+
+def _peak_rss_mb() -> float:
+    """The larger of this process's and its largest (finished) child's peak RSS, in MiB (Linux: KiB units)."""
+    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return round(peak / 1024, 1)
+
+
 def main() -> None:
     """Generate, measure, write ``bench/results/harvest.json``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -143,16 +168,22 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/trainyard-bench-harvest"))
     parser.add_argument("--out", type=Path, default=RESULTS)
     options = parser.parse_args()
-    paths = generate(options.cache, options.files)
-    _rate(_floor, paths)  # warm the page cache
-    floor = _rate(_floor, paths)
-    pydicom_rate = _rate(_pydicom, paths)
-    trainyard_rate = _rate(_trainyard, paths)
-    seen = {entry[0]: entry[1:] for entry in _walk_stats(options.cache)}  # the index's last pass
-    started = time.perf_counter()
-    current = _walk_stats(options.cache)
-    unchanged = sum(1 for path, *rest in current if seen.get(path) == tuple(rest))
-    reharvest = len(current) / (time.perf_counter() - started)
+    sources = generate(options.cache, options.files)
+    with (
+        tempfile.TemporaryDirectory(prefix="tree-", dir=options.cache) as tree,
+        tempfile.TemporaryDirectory(prefix="trainyard-bench-index-") as scratch,
+    ):
+        paths = link_tree(sources, Path(tree))
+        _rate(_floor, paths)  # warm the page cache
+        floor = _rate(_floor, paths)
+        pydicom_rate = _rate(_pydicom, paths)
+        read_header_rate = _rate(_trainyard, paths)
+        with DicomIndex(Path(scratch) / "index.sqlite") as index:
+            seconds, first = _harvest(Path(tree), index)
+            again_seconds, again = _harvest(Path(tree), index)  # unchanged: the incremental path
+    assert first.indexed + len(first.skipped) == len(paths), first
+    assert again.indexed == 0, again
+    trainyard_rate = len(paths) / seconds
     figures = {
         "files": len(paths),
         "workers": WORKERS,
@@ -161,9 +192,12 @@ def main() -> None:
         "pydicom_files_per_s": round(pydicom_rate),
         "trainyard_files_per_s": round(trainyard_rate),
         "speedup": round(trainyard_rate / pydicom_rate, 2),
-        "reharvest_files_per_s": round(reharvest),
-        "reharvest_unchanged": unchanged,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "reharvest_files_per_s": round(len(paths) / again_seconds),
+        "reharvest_unchanged": again.unchanged,
+        "peak_rss_mb": _peak_rss_mb(),
+        "read_header_files_per_s": round(read_header_rate),
+        "harvest_indexed": first.indexed,
+        "harvest_skipped": len(first.skipped),
         "command": f"python -m bench.harvest.run --files {options.files}",
     }
     options.out.parent.mkdir(parents=True, exist_ok=True)

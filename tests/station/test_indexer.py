@@ -1,5 +1,6 @@
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pydicom.data
 import pytest
@@ -20,6 +21,10 @@ from station.indexer import (
 SECRET = b"s" * 32
 # The test files pydicom ships (listed locally: get_testdata_files would try the network).
 PYDICOM_TEST_FILES = sorted(p for p in (Path(pydicom.data.__file__).parent / "test_files").rglob("*") if p.is_file())
+
+
+# Valid DICOM without the 128-byte preamble and "DICM": pydicom reads them only when forced.
+NO_PREAMBLE = ("ExplVR_BigEndNoMeta.dcm", "ExplVR_LitEndNoMeta.dcm", "rtstruct.dcm")
 
 
 def _testdata(name: str) -> Path:
@@ -43,6 +48,39 @@ class TestIterDicomPaths:
     def test_iter_dicom_paths_not_a_folder(self, tmp_path: Path) -> None:
         with pytest.raises(NotADirectoryError):
             list(iter_dicom_paths(tmp_path / "missing"))
+
+    @pytest.mark.parametrize("root", ["absolute", ".", "tree", "tree/a"])
+    def test_iter_dicom_paths_same_as_os_walk(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, root: str) -> None:
+        import os
+
+        tree = tmp_path / "tree"
+        for folder in ("a/b", "a b", "a.b", "B", "é/z", ".hidden", "a/.git"):
+            (tree / folder).mkdir(parents=True)
+        for name in ("a/b/IM1", "a/b/IM10", "a/b/IM2", "a/x", "a b/y", "a.b/z", "B/w", "é/z/v", ".hidden/h", "top"):
+            (tree / name).write_bytes(b"x")
+        (tree / "a/.dot").write_bytes(b"x")
+        (tree / "link-dir").symlink_to(tree / "a", target_is_directory=True)
+        (tree / "a/link-file").symlink_to(tree / "top")
+        (tree / "broken").symlink_to(tree / "missing")
+        os.mkfifo(tree / "a/fifo")
+        monkeypatch.chdir(tmp_path)
+        start = tree if root == "absolute" else Path(root)
+
+        def reference(top: Path) -> list[Path]:  # the walk before os.scandir
+            found = []
+            for folder, dirs, files in os.walk(top):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    path = Path(folder) / name
+                    if not name.startswith(".") and not path.is_symlink() and path.is_file():
+                        found.append(path)
+            return found
+
+        actual = list(iter_dicom_paths(start))
+
+        assert actual == reference(start)
+        assert [str(path) for path in actual] == [str(path) for path in reference(start)]
+        assert len(actual) >= 3
 
 
 class TestReadHeader:
@@ -104,6 +142,73 @@ class TestReadHeader:
 
         assert calls[0]["stop_before_pixels"] is True
         assert "PixelData" not in calls[0]["specific_tags"]  # type: ignore[operator]
+
+    @pytest.mark.parametrize("name", NO_PREAMBLE)
+    def test_read_header_without_preamble(self, name: str) -> None:
+        path = _testdata(name)
+        assert path.read_bytes()[128:132] != b"DICM"
+        reference = dcmread(path, force=True, stop_before_pixels=True)
+
+        actual = read_header(path)
+
+        assert isinstance(actual, DicomHeader), actual
+        assert actual.sop_instance_uid == reference.SOPInstanceUID
+        assert actual.series_instance_uid == reference.SeriesInstanceUID
+        assert actual.study_instance_uid == reference.StudyInstanceUID
+        assert actual.modality == reference.Modality
+
+    def test_read_header_without_preamble_forces_pydicom_but_never_pixels(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import station.indexer as indexer
+
+        calls: list[dict[str, Any]] = []
+
+        def spy(path: Path, **kwargs: Any) -> Any:
+            calls.append(kwargs)
+            return dcmread(path, **kwargs)
+
+        monkeypatch.setattr(indexer, "dcmread", spy)
+        actual = read_header(_testdata("rtstruct.dcm"))
+
+        assert isinstance(actual, DicomHeader)
+        assert [call.get("force", False) for call in calls] == [False, True]  # forced only as the fallback
+        assert all(call["stop_before_pixels"] is True for call in calls)
+
+    @pytest.mark.parametrize(
+        ("name", "content"),
+        [
+            ("README.txt", b"This folder holds the scans of 2024.\n" * 20),
+            ("random.bin", bytes(range(256)) * 400),
+            ("empty", b""),
+            ("hello", b"hello"),
+            ("no_meta.dcm", None),  # pydicom's file shifted by one byte: no element reads as DICOM
+            ("zipMR.gz", None),
+        ],
+    )
+    def test_read_header_non_dicom_without_preamble_is_skipped(
+        self, tmp_path: Path, name: str, content: bytes | None
+    ) -> None:
+        path = tmp_path / name
+        path.write_bytes(_testdata(name).read_bytes() if content is None else content)
+
+        actual = read_header(path)
+
+        assert isinstance(actual, SkippedFile)
+        assert actual.reason == "not a DICOM file (no 'DICM' preamble, and no DICOM attributes without it)"
+
+    def test_read_header_random_bytes_are_skipped(self, tmp_path: Path) -> None:
+        import random
+
+        rng = random.Random(3)
+        for n in range(50):
+            path = tmp_path / f"noise{n}"
+            path.write_bytes(rng.randbytes(rng.randint(1, 5000)))
+
+            actual = read_header(path)
+
+            assert isinstance(actual, SkippedFile), path
+            assert actual.reason.startswith(("not a DICOM file", "missing required attributes", "unreadable"))
 
     @pytest.mark.parametrize("path", PYDICOM_TEST_FILES, ids=lambda p: p.name)
     def test_read_header_every_pydicom_test_file_never_raises(self, path: Path) -> None:
@@ -183,10 +288,31 @@ class TestIndexCollection:
                 root, index, collection="pyd", secret=SECRET, on_progress=lambda _p, n: seen.append(n)
             )
 
-        assert report.indexed > 50
-        assert len(report.skipped) > 5
+        assert report.indexed > 140  # 144 of the 176 files pydicom 3.0 ships
+        assert len(report.skipped) > 20
         assert all(skipped.reason for skipped in report.skipped)
         assert seen[-1] == report.indexed + len(report.skipped)
+        reasons = {skipped.path.name: skipped.reason for skipped in report.skipped}
+        assert not set(NO_PREAMBLE) & set(reasons)  # indexed without the preamble
+        for name in ("README.txt", "crayons.icc", "no_meta.dcm", "zipMR.gz", "test1.json"):
+            assert reasons[name].startswith("not a DICOM file"), name
+
+    def test_index_collection_files_without_preamble(self, tmp_path: Path) -> None:
+        root = tmp_path / "c"
+        root.mkdir()
+        for name in NO_PREAMBLE:
+            (root / name).write_bytes(_testdata(name).read_bytes())
+
+        with DicomIndex(tmp_path / "index.sqlite") as index:
+            report = index_collection(root, index, collection="c", secret=SECRET)
+            modalities = {row[0] for row in index.connection.execute("SELECT modality FROM series")}
+            files = {Path(row[0]).name: row[1] for row in index.connection.execute("SELECT path, status FROM file")}
+            instances = index.count_for_table("c", "instance")
+
+        assert (report.indexed, report.skipped) == (3, [])
+        assert modalities == {"RTPLAN", "RTSTRUCT"}
+        assert files == dict.fromkeys(NO_PREAMBLE, "indexed")
+        assert instances == 2  # the two ExplVR files are one instance (one SOP Instance UID) in two encodings
 
     def test_index_collection_replaces_previous_rows(self, synthetic_root: Path, tmp_path: Path) -> None:
         with DicomIndex(tmp_path / "index.sqlite") as index:
@@ -294,6 +420,19 @@ class TestIncrementalHarvest:
             assert resumed.unchanged == 8  # two finished batches of four
             assert len(read) == len(files) - 8
             assert index.count_for_table("c", "instance") == len(files)
+
+    def test_reharvest_from_a_relative_root_reads_nothing(
+        self, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        self._copy(synthetic_root, tmp_path / "c")
+        monkeypatch.chdir(tmp_path / "c")
+        with DicomIndex(tmp_path / "i.sqlite") as index:
+            first = index_collection(Path("."), index, collection="c", secret=SECRET)
+            again = index_collection(Path("."), index, collection="c", secret=SECRET, workers=2)
+            stored = [row[0] for row in index.connection.execute("SELECT path FROM file")]
+
+        assert first.indexed > 0 and (again.indexed, again.unchanged) == (0, first.indexed)
+        assert stored and not any(path.startswith("./") for path in stored)  # the text of Path(".") / name
 
     def test_harvest_bad_files_never_stop_it(self, synthetic_root: Path, tmp_path: Path) -> None:
         root = tmp_path / "c"

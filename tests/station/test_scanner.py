@@ -148,3 +148,11 @@ def test_only_the_first_bytes_are_read(tmp_path: Path, monkeypatch: pytest.Monke
 
     assert scan_header(path) is not None
     assert read and path.stat().st_size > 500_000 and sum(read) <= 16 * 1024
+
+
+@pytest.mark.parametrize("name", ["ExplVR_BigEndNoMeta.dcm", "ExplVR_LitEndNoMeta.dcm", "rtstruct.dcm"])
+def test_files_without_preamble_step_aside_to_pydicom(name: str) -> None:
+    path = get_testdata_file(name)
+    assert path is not None
+
+    assert scan_header(Path(path)) is None  # no "DICM": pydicom reads it, forced (station.indexer)
