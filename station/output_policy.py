@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol import PolicyError
+from trainkit.compression import decompress_update
 
 __all__ = ["DisclosureRules", "OutputViolation", "check_disclosure", "filter_log_tail"]
 
@@ -136,17 +137,33 @@ def _check_text(name: str, text: str, rules: DisclosureRules) -> None:
                 raise OutputViolation(name, "no identifiers", f"line {number} holds {found}")
 
 
+_COMPRESSED_PARTS = {"topk": ("::idx", "I32"), "sign": ("::bits", "U8")}
+
+
 def _check_safetensors(name: str, data: bytes, rules: DisclosureRules) -> None:
     (size,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8 : 8 + size].decode("utf-8"))
+    compression = str((header.get("__metadata__") or {}).get("compression", "none"))
+    if compression in _COMPRESSED_PARTS:
+        try:  # a compressed update must decode whole: its index or bit arrays fit its tensors' shapes
+            decompress_update(data)
+        except ValueError as exc:
+            raise OutputViolation(
+                name, "tensors are model parameters", f"the {compression} update does not decode: {exc}"
+            ) from exc
     total = 0
     for tensor, info in header.items():
         if tensor == "__metadata__":
-            for value in (info or {}).values():
+            for key, value in (info or {}).items():
+                if key == "shapes":
+                    continue  # sizes of the compressed tensors, checked by decoding
                 found = _identifier_in(str(value), rules)
                 if found:
                     raise OutputViolation(name, "no identifiers", f"the metadata holds {found}")
             continue
+        part = _COMPRESSED_PARTS.get(compression)
+        if part is not None and tensor.endswith(part[0]) and info.get("dtype") == part[1]:
+            continue  # the positions or signs of a compressed update's values, not data
         elements = 1
         for dim in info.get("shape", []):
             elements *= int(dim)

@@ -51,6 +51,9 @@ def _reject_non_finite(value: Any) -> None:
             _reject_non_finite(item)
 
 
+STATION_STATE_FILE = "station_state.safetensors"
+
+
 class OutputWriter:
     """Writes declared outputs into the output folder.
 
@@ -79,6 +82,16 @@ class OutputWriter:
     def out_dir(self) -> Path:
         """The output folder."""
         return self._out_dir
+
+    def write_station_state(self, data: bytes) -> Path:
+        """Keep ``data`` at this station for this train's next round (``station_state.safetensors``).
+
+        It is never uploaded: the station moves it out of the outputs before they are checked,
+        and hands it back as :attr:`trainkit.Round.station_state` (FedBN's local batch norm, a
+        compressor's error-feedback residual).
+        """
+        self._declared = self._declared | {STATION_STATE_FILE}
+        return self.write_bytes(STATION_STATE_FILE, data)
 
     def path_for(self, name: str) -> Path:
         """Return where the declared output ``name`` goes.

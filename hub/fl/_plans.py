@@ -22,6 +22,7 @@ from hub.strategies import (
     StrategyOptions,
 )
 from protocol import FederatedPlan, FLConfigKey
+from trainkit.compression import decompress_update
 
 __all__ = [
     "LazyResults",
@@ -131,15 +132,21 @@ def decode_state(data: bytes, *, base: State | None = None) -> State:
     """
     meta = _metadata_of(data)
     compression = meta.get(META_COMPRESSION, "none")
-    if compression not in {"none", "fp16", "fp32"}:
-        raise UpdateFormatError(
-            f"the update uses compression {compression!r}, which the hub cannot decode here; "
-            "stations decompress top-k and sign updates into dense tensors before upload"
-        )
-    try:
-        raw = load_safetensors(data)
-    except Exception as exc:  # safetensors raises its own error types for malformed input
-        raise UpdateFormatError(f"the update is not a valid safetensors file: {exc}") from exc
+    if compression in {"topk", "sign"}:  # sparse or 1-bit: trainkit.compression's format
+        if meta.get(META_KIND) != "delta":
+            raise UpdateFormatError(f"a {compression} update must be a delta (update_kind = delta)")
+        try:
+            dense = decompress_update(data)
+        except ValueError as exc:
+            raise UpdateFormatError(f"the {compression} update does not decode: {exc}") from exc
+        raw = {key: torch.from_numpy(value.copy()) for key, value in dense.items()}
+    elif compression in {"none", "fp16", "fp32"}:
+        try:
+            raw = load_safetensors(data)
+        except Exception as exc:  # safetensors raises its own error types for malformed input
+            raise UpdateFormatError(f"the update is not a valid safetensors file: {exc}") from exc
+    else:
+        raise UpdateFormatError(f"the update uses compression {compression!r}: the hub reads none, fp16, topk, sign")
     state = {key: value.float() if value.is_floating_point() else value for key, value in raw.items()}
     if meta.get(META_KIND, "weights") == "delta":
         if base is None:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pydicom
 import pytest
 
@@ -121,3 +122,18 @@ def test_agent_withholds_a_result_that_prints_a_patient_id(
     withheld = json.loads(next(review.rglob("withheld.json")).read_text())
     assert withheld["rule"] == "no identifiers"
     assert [entry.action for entry in read_audit(state.audit_file)].count("result.withheld") == 1
+
+
+def test_compressed_updates_pass_and_fake_ones_do_not() -> None:
+    from trainkit.compression import compress_update, read_safetensors, write_safetensors
+
+    weights = {"conv.weight": np.random.default_rng(1).normal(size=(64, 64, 3, 3)).astype(np.float32)}
+    topk, _ = compress_update(weights, method="topk", fraction=0.05)
+    sign, _ = compress_update(weights, method="sign")
+    tensors, metadata = read_safetensors(topk)
+    pixels = np.arange(200_000, dtype=np.int32) * 3  # ascending "indices" that do not fit the shape
+    smuggled = write_safetensors({**tensors, "conv.weight::idx": pixels}, metadata)
+
+    assert rule_of([("update.safetensors", "safetensors", topk)]) is None
+    assert rule_of([("update.safetensors", "safetensors", sign)]) is None
+    assert rule_of([("update.safetensors", "safetensors", smuggled)]) == "tensors are model parameters"

@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 import trainkit
+from trainkit.compression import compress_update, read_safetensors, write_safetensors
 
 LABELS = {"CHEST": 0, "ABDOMEN": 1}
 
@@ -67,6 +68,7 @@ def main() -> None:
     if job.round.global_model is not None:
         model.load_state_dict(load_file(str(job.round.global_model)))
     torch.manual_seed(int(config.get("seed", 0)) + 1000 * job.round.number)
+    initial = {key: value.detach().clone() for key, value in model.state_dict().items()}
 
     train_x, train_y, val_x, val_y = load_slices(job, float(job.parameters.get("validation_share", 0.25)))
     optimiser = torch.optim.SGD(model.parameters(), lr=float(config.get("learning_rate", 0.05)), momentum=0.9)
@@ -93,11 +95,28 @@ def main() -> None:
         metrics["val_accuracy"] = float((logits.argmax(1) == val_y).float().mean())
 
     compression = str(config.get("compression", "fp16"))
-    state = {
-        key: (value.half() if compression == "fp16" and value.is_floating_point() else value).contiguous()
-        for key, value in model.state_dict().items()
-    }
-    job.out.write_bytes("update.safetensors", save(state, metadata={"compression": compression}))
+    # Send the change, compressed, and keep what was not sent for the next round. Round 1 has no global
+    # model at the hub to add a change to: it sends its weights whole (fp16).
+    if compression in {"topk", "sign"} and job.round.global_model is not None:
+        delta = {
+            key: (value - initial[key]).numpy() if value.is_floating_point() else value.numpy()
+            for key, value in model.state_dict().items()
+        }
+        residual = None
+        if job.round.station_state is not None:
+            residual, _meta = read_safetensors(job.round.station_state.read_bytes())
+        data, left = compress_update(
+            delta, method=compression, fraction=float(config.get("topk_fraction", 0.01)), residual=residual
+        )
+        job.out.write_bytes("update.safetensors", data)
+        job.out.write_station_state(write_safetensors(left))  # never leaves the station
+    else:
+        dense = "none" if compression == "none" else "fp16"
+        state = {
+            key: (value.half() if dense == "fp16" and value.is_floating_point() else value).contiguous()
+            for key, value in model.state_dict().items()
+        }
+        job.out.write_bytes("update.safetensors", save(state, metadata={"compression": dense}))
     job.out.write_json("update.json", {"num_examples": len(train_x), "metrics": metrics})
 
 

@@ -95,9 +95,16 @@ def _update_bytes(value: float) -> bytes:
 
 
 def _deliver(
-    fed: Federation, station: str, job: Job, value: float, examples: int, *, metrics: dict[str, float] | None = None
+    fed: Federation,
+    station: str,
+    job: Job,
+    value: float,
+    examples: int,
+    *,
+    metrics: dict[str, float] | None = None,
+    data: bytes | None = None,
 ) -> Any:
-    data = _update_bytes(value)
+    data = data if data is not None else _update_bytes(value)
     address = content_address(data)
     put = fed.client.put(
         f"/stations/me/jobs/{job.job_id}/update/{address}", content=data, headers=fed.stations[station].headers
@@ -396,3 +403,29 @@ def signed_manifest(federation: Federation) -> Iterator[SignedManifest]:
         nonce=secrets.token_hex(16),
     )
     yield sign_manifest(manifest, federation.researcher.keys.signing)
+
+
+def test_compressed_rounds_add_the_decoded_changes_to_the_global_model(federation: Federation) -> None:
+    import numpy as np
+
+    from trainkit.compression import compress_update
+
+    train = _submit(federation, rounds=2, min_stations=2, compression="topk", topk_fraction=0.5)
+    first = {name: _poll(federation, name) for name in federation.stations}
+    for name in federation.stations:  # round 1: whole weights (there is no global model to change yet)
+        assert _deliver(federation, name, first[name], 1.0, 10).status_code == 202
+    second = {name: _poll(federation, name) for name in federation.stations}
+    assert second[STATION].round is not None
+    assert second[STATION].round.config["compression"] == "topk"
+    assert second[STATION].round.config["topk_fraction"] == 0.5
+
+    changes = {STATION: [4.0, 0.0], OTHER_STATION: [0.0, 2.0]}  # top-1 of each: only the large entry travels
+    for name, change in changes.items():
+        delta = {"w": np.array(change, dtype=np.float32), "b": np.array([0.0], dtype=np.float32)}
+        data, _residual = compress_update(delta, method="topk", fraction=0.5)
+        assert _deliver(federation, name, second[name], 0.0, 10, data=data).status_code == 202
+
+    run = _rounds(federation, train["id"])
+    assert run["status"] == "finished"
+    weights = federation.client.get(f"/models/{run['model_id']}/weights", headers=federation.researcher.headers)
+    assert torch.allclose(load_safetensors(weights.content)["w"], torch.tensor([3.0, 2.0]))  # 1 + mean of changes
