@@ -19,7 +19,7 @@ Examples
 --------
 >>> import numpy as np
 >>> delta = {"w": np.array([0.5, -0.01, 0.02, -2.0], dtype=np.float32)}
->>> data, residual = compress_update(delta, method="topk", fraction=0.5)
+>>> data, residual = compress_update(delta, method="topk", fraction=0.5, dense_below=0)
 >>> decompress_update(data)["w"].tolist()
 [0.5, 0.0, 0.0, -2.0]
 >>> [round(float(x), 2) for x in residual["w"]]
@@ -119,6 +119,7 @@ def compress_update(
     method: str = "fp16",
     fraction: float = 0.01,
     residual: Mapping[str, np.ndarray] | None = None,
+    dense_below: int = 1024,
 ) -> tuple[bytes, dict[str, np.ndarray]]:
     """Compress a round's weight change; return the safetensors bytes and the new residual.
 
@@ -132,6 +133,10 @@ def compress_update(
         For ``topk``: the share of each tensor's entries to keep (at least one).
     residual
         What earlier rounds did not send (error feedback); added before compressing.
+    dense_below
+        Tensors with fewer entries travel whole (fp16) under ``topk`` and ``sign``: biases and
+        batch-norm statistics are small, and a batch norm whose running variance moved in one
+        entry only would wreck the model.
     """
     if method not in METHODS:
         raise ValueError(f"unknown compression {method!r}; use one of {', '.join(METHODS)}")
@@ -149,8 +154,8 @@ def compress_update(
             np.asarray(residual[name], np.float32) if residual and name in residual else 0
         )
         flat = wanted.reshape(-1)
-        if method in {"none", "fp16"}:
-            sent = flat.astype(np.float16 if method == "fp16" else np.float32)
+        if method in {"none", "fp16"} or flat.size < dense_below:
+            sent = flat.astype(np.float32 if method == "none" else np.float16)
             tensors[name] = sent.reshape(array.shape)
             left[name] = (flat - sent.astype(np.float32)).reshape(array.shape)
             continue

@@ -122,7 +122,7 @@ def test_compressed_rounds_send_small_deltas_the_hub_decodes_and_keep_the_residu
 
     sent = (second / "update.safetensors").stat().st_size
     dense = (first / "update.safetensors").stat().st_size
-    assert dense / sent > 3  # a tiny CNN: the safetensors header is much of each file; bench/fl measures real sizes
+    assert dense / sent > 1.5  # a tiny CNN: most tensors are under dense_below and travel whole
     state = decode_state((second / "update.safetensors").read_bytes(), base=global_model)
     assert set(state) == set(global_model)
     assert any(not torch.equal(state[key], global_model[key]) for key in state)

@@ -128,8 +128,8 @@ def test_compressed_updates_pass_and_fake_ones_do_not() -> None:
     from trainkit.compression import compress_update, read_safetensors, write_safetensors
 
     weights = {"conv.weight": np.random.default_rng(1).normal(size=(64, 64, 3, 3)).astype(np.float32)}
-    topk, _ = compress_update(weights, method="topk", fraction=0.05)
-    sign, _ = compress_update(weights, method="sign")
+    topk, _ = compress_update(weights, method="topk", fraction=0.05, dense_below=0)
+    sign, _ = compress_update(weights, method="sign", dense_below=0)
     tensors, metadata = read_safetensors(topk)
     pixels = np.arange(200_000, dtype=np.int32) * 3  # ascending "indices" that do not fit the shape
     smuggled = write_safetensors({**tensors, "conv.weight::idx": pixels}, metadata)

@@ -24,7 +24,7 @@ def _delta() -> dict[str, np.ndarray]:
 def test_round_trip_keeps_names_shapes_and_integers(method: str) -> None:
     delta = _delta()
 
-    data, _residual = compress_update(delta, method=method, fraction=0.1)
+    data, _residual = compress_update(delta, method=method, fraction=0.1, dense_below=0)
     dense = decompress_update(data)
 
     assert set(dense) == set(delta)
@@ -37,7 +37,7 @@ def test_round_trip_keeps_names_shapes_and_integers(method: str) -> None:
 def test_topk_keeps_the_largest_entries_and_residual_is_the_rest() -> None:
     delta = _delta()
 
-    data, residual = compress_update(delta, method="topk", fraction=0.1)
+    data, residual = compress_update(delta, method="topk", fraction=0.1, dense_below=0)
     dense = decompress_update(data)
 
     weight = delta["conv.weight"].reshape(-1)
@@ -51,7 +51,7 @@ def test_topk_keeps_the_largest_entries_and_residual_is_the_rest() -> None:
 def test_sign_sends_one_bit_per_entry_and_the_mean_magnitude() -> None:
     delta = _delta()
 
-    data, _residual = compress_update(delta, method="sign")
+    data, _residual = compress_update(delta, method="sign", dense_below=0)
     dense = decompress_update(data)["conv.weight"]
 
     scale = np.abs(delta["conv.weight"]).mean()
@@ -66,7 +66,7 @@ def test_error_feedback_makes_what_is_sent_track_what_was_meant(method: str) -> 
     sent = np.zeros_like(rounds[0]["fc.bias"])
     meant = np.zeros_like(sent)
     for delta in rounds:
-        data, residual = compress_update(delta, method=method, fraction=0.2, residual=residual)
+        data, residual = compress_update(delta, method=method, fraction=0.2, residual=residual, dense_below=0)
         sent += decompress_update(data)["fc.bias"]
         meant += delta["fc.bias"]
 
@@ -78,14 +78,17 @@ def test_error_feedback_makes_what_is_sent_track_what_was_meant(method: str) -> 
 def test_compressed_updates_are_much_smaller() -> None:
     big = {"w": RNG.normal(size=(256, 1024)).astype(np.float32)}
 
-    sizes = {method: len(compress_update(big, method=method, fraction=0.01)[0]) for method in ("fp16", "topk", "sign")}
+    sizes = {
+        method: len(compress_update(big, method=method, fraction=0.01, dense_below=0)[0])
+        for method in ("fp16", "topk", "sign")
+    }
 
     assert sizes["fp16"] / sizes["topk"] > 30
     assert sizes["fp16"] / sizes["sign"] > 15
 
 
 def _tampered(method: str, name: str, value: np.ndarray) -> bytes:
-    data, _ = compress_update({"w": np.arange(16, dtype=np.float32)}, method=method, fraction=0.25)
+    data, _ = compress_update({"w": np.arange(16, dtype=np.float32)}, method=method, fraction=0.25, dense_below=0)
     tensors, metadata = read_safetensors(data)
     tensors = dict(tensors)
     tensors[name] = value
@@ -112,6 +115,6 @@ def test_malformed_updates_are_refused_with_the_reason(data: bytes, message: str
 
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="unknown compression"):
-        compress_update({}, method="zip")
+        compress_update({}, method="zip", dense_below=0)
     with pytest.raises(ValueError, match="fraction"):
-        compress_update({}, method="topk", fraction=0)
+        compress_update({}, method="topk", fraction=0, dense_below=0)

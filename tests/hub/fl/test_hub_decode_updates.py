@@ -16,7 +16,7 @@ BASE = {"w": torch.ones(4, 4), "n": torch.tensor(3)}
 @pytest.mark.parametrize("method", ["topk", "sign"])
 def test_compressed_delta_is_added_to_the_global_model(method: str) -> None:
     delta = {"w": np.linspace(-1, 1, 16, dtype=np.float32).reshape(4, 4), "n": np.array(5)}
-    data, _residual = compress_update(delta, method=method, fraction=0.25)
+    data, _residual = compress_update(delta, method=method, fraction=0.25, dense_below=0)
 
     state = decode_state(data, base=BASE)
 
@@ -31,7 +31,7 @@ def test_compressed_delta_is_added_to_the_global_model(method: str) -> None:
 
 
 def test_compressed_update_needs_the_global_model_and_to_be_a_delta() -> None:
-    data, _ = compress_update({"w": np.ones(16, dtype=np.float32)}, method="topk", fraction=0.5)
+    data, _ = compress_update({"w": np.ones(16, dtype=np.float32)}, method="topk", fraction=0.5, dense_below=0)
     tensors, metadata = read_safetensors(data)
 
     with pytest.raises(UpdateFormatError, match="needs the round's global model"):
