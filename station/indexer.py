@@ -423,6 +423,9 @@ def age_band_for_age(years: float | None) -> str | None:
     return "90+" if decade >= 90 else f"{decade}-{decade + 9}"
 
 
+_INSERT_INSTANCE = "INSERT OR REPLACE INTO instance VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
 class DicomIndex:
     """The station-local SQLite index of every harvested collection.
 
@@ -491,61 +494,91 @@ class DicomIndex:
             (collection, collection),
         )
 
-    def add_header(self, collection: str, header: DicomHeader, *, secret: bytes) -> bool:
-        """Store one header (the patient id is pseudonymised first); ``False`` for a withdrawn subject."""
+    def add_header(
+        self,
+        collection: str,
+        header: DicomHeader,
+        *,
+        secret: bytes,
+        known: dict[tuple[str, str], str | None] | None = None,
+        instances: list[tuple[Any, ...]] | None = None,
+    ) -> bool:
+        """Store one header (the patient id is pseudonymised first); ``False`` for a withdrawn subject.
+
+        ``known`` is one harvest's memory of the patients, studies and series it stored already (the
+        ``INSERT OR IGNORE`` rows of a second file of a series change nothing, so they are skipped);
+        with ``instances`` the instance row is appended there for the caller to write in one batch.
+        """
         patient_key = header.patient_id or f"study:{header.study_instance_uid}"
-        pseudonym = pseudonym_for_patient_id(patient_key, secret)
-        if self.connection.execute("SELECT 1 FROM withdrawn WHERE pseudonym = ?", (pseudonym,)).fetchone():
-            return False
+        known = {} if known is None else known
+        if ("patient", patient_key) in known:
+            pseudonym = known["patient", patient_key]
+            if pseudonym is None:
+                return False
+        else:
+            pseudonym = pseudonym_for_patient_id(patient_key, secret)
+            if self.connection.execute("SELECT 1 FROM withdrawn WHERE pseudonym = ?", (pseudonym,)).fetchone():
+                known["patient", patient_key] = None
+                return False
         years = _age_in_years(header)
         seen = _parse_da(header.study_date)
         year = seen.year if seen else None
         sex = header.patient_sex if header.patient_sex in _SEXES else None
         sql = self.connection.execute
-        sql(
-            "INSERT OR IGNORE INTO patient VALUES (?, ?, ?, ?, ?)",
-            (collection, pseudonym, sex, age_band_for_age(years), int(years) if years is not None else None),
+        if ("patient", patient_key) not in known:
+            sql(
+                "INSERT OR IGNORE INTO patient VALUES (?, ?, ?, ?, ?)",
+                (collection, pseudonym, sex, age_band_for_age(years), int(years) if years is not None else None),
+            )
+            known["patient", patient_key] = pseudonym
+        if ("study", header.study_instance_uid) not in known:
+            sql(
+                "INSERT OR IGNORE INTO study VALUES (?, ?, ?, ?)",
+                (collection, header.study_instance_uid, pseudonym, year),
+            )
+            known["study", header.study_instance_uid] = pseudonym
+        if ("series", header.series_instance_uid) not in known:
+            sql(
+                "INSERT OR IGNORE INTO series VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    collection,
+                    header.series_instance_uid,
+                    header.study_instance_uid,
+                    header.modality,
+                    header.body_part,
+                    header.manufacturer,
+                    header.model,
+                    header.software,
+                    header.slice_thickness,
+                    header.pixel_spacing,
+                    header.rows,
+                    header.columns,
+                    header.kvp,
+                    header.field_strength,
+                    header.sequence,
+                    header.contrast,
+                    header.kernel,
+                    year,
+                    header.category,
+                ),
+            )
+            known["series", header.series_instance_uid] = pseudonym
+        row = (
+            collection,
+            header.sop_instance_uid,
+            header.series_instance_uid,
+            str(header.path),
+            header.instance_number,
+            "\\".join(repr(value) for value in header.position) if header.position else None,
+            "\\".join(repr(value) for value in header.orientation) if header.orientation else None,
+            header.rows,
+            header.columns,
+            header.image_type,
         )
-        sql("INSERT OR IGNORE INTO study VALUES (?, ?, ?, ?)", (collection, header.study_instance_uid, pseudonym, year))
-        sql(
-            "INSERT OR IGNORE INTO series VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                collection,
-                header.series_instance_uid,
-                header.study_instance_uid,
-                header.modality,
-                header.body_part,
-                header.manufacturer,
-                header.model,
-                header.software,
-                header.slice_thickness,
-                header.pixel_spacing,
-                header.rows,
-                header.columns,
-                header.kvp,
-                header.field_strength,
-                header.sequence,
-                header.contrast,
-                header.kernel,
-                year,
-                header.category,
-            ),
-        )
-        sql(
-            "INSERT OR REPLACE INTO instance VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                collection,
-                header.sop_instance_uid,
-                header.series_instance_uid,
-                str(header.path),
-                header.instance_number,
-                "\\".join(repr(value) for value in header.position) if header.position else None,
-                "\\".join(repr(value) for value in header.orientation) if header.orientation else None,
-                header.rows,
-                header.columns,
-                header.image_type,
-            ),
-        )
+        if instances is not None:
+            instances.append(row)
+        else:
+            self.connection.execute(_INSERT_INSTANCE, row)
         return True
 
     def withdraw(self, patient_id: str, *, secret: bytes) -> dict[str, int]:
@@ -749,6 +782,7 @@ def index_collection(
             db.execute("DELETE FROM instance WHERE collection = ? AND path = ?", (collection, gone))
             db.execute("DELETE FROM file WHERE collection = ? AND path = ?", (collection, gone))
             report.removed += 1
+    written: dict[tuple[str, str], str | None] = {}  # patients, studies and series this harvest wrote
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(to_read) > _PARALLEL_FROM else None
     try:
         read_paths = [path for path, _ in to_read]
@@ -756,27 +790,29 @@ def index_collection(
         for start in range(0, len(to_read), _BATCH):
             batch = to_read[start : start + _BATCH]
             with db:  # one transaction per batch: the file rows say what is finished
+                instances: list[tuple[Any, ...]] = []
+                files_done: list[tuple[Any, ...]] = []
                 for (path, (size, mtime)), header in zip(batch, headers, strict=False):
-                    db.execute("DELETE FROM instance WHERE collection = ? AND path = ?", (collection, str(path)))
+                    if str(path) in known:  # a changed file: its old instance row goes (a new one has none)
+                        db.execute("DELETE FROM instance WHERE collection = ? AND path = ?", (collection, str(path)))
                     outside = exclude(header) if exclude is not None and isinstance(header, DicomHeader) else None
                     if outside is not None:
                         header = SkippedFile(path, outside)
                     if isinstance(header, SkippedFile):
                         report.skipped.append(header)
                         status, reason = "skipped", header.reason
-                    elif index.add_header(collection, header, secret=secret):
+                    elif index.add_header(collection, header, secret=secret, known=written, instances=instances):
                         report.indexed += 1
                         status, reason = "indexed", None
                     else:
                         report.skipped.append(SkippedFile(path, WITHDRAWN_REASON))
                         status, reason = "skipped", WITHDRAWN_REASON
-                    db.execute(
-                        "INSERT OR REPLACE INTO file VALUES (?, ?, ?, ?, ?, ?)",
-                        (collection, str(path), size, mtime, status, reason),
-                    )
+                    files_done.append((collection, str(path), size, mtime, status, reason))
                     seen += 1
                     if on_progress is not None:
                         on_progress(path, seen)
+                db.executemany(_INSERT_INSTANCE, instances)  # in the batch's transaction, with its file rows
+                db.executemany("INSERT OR REPLACE INTO file VALUES (?, ?, ?, ?, ?, ?)", files_done)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
