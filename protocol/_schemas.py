@@ -208,8 +208,17 @@ class FederatedPlan(_Message):
     proximal_mu: float = Field(default=0.01, ge=0.0, le=100.0, description="fedprox: the proximal coefficient")
     compression: Annotated[str, StringConstraints(pattern=r"^(none|fp16|topk|sign)$")] = "fp16"
     topk_fraction: float = Field(default=0.01, gt=0.0, le=1.0)
-    dp_clip_norm: float | None = Field(default=None, gt=0.0)
-    dp_noise_multiplier: float | None = Field(default=None, ge=0.0)
+    dp_clip_norm: float | None = Field(
+        default=None, gt=0.0, description="DP: each station's change clipped to this L2 norm"
+    )
+    dp_noise_multiplier: float | None = Field(
+        default=None, ge=0.0, description="DP: Gaussian noise std on the sum of changes, in clip norms"
+    )
+    initial_model: ContentAddress | None = Field(
+        default=None,
+        description="the round-1 global model (an uploaded safetensors artifact); differential privacy needs it, "
+        "since changes are clipped against the model the stations started from",
+    )
     secagg: bool = False
     seed: int = Field(default=0, ge=0)
     early_stopping_metric: str | None = Field(default=None, max_length=64)

@@ -36,6 +36,7 @@ from hub.models import (
     Train,
 )
 from hub.strategies import RoundError, RoundFailure
+from hub.strategies.dp import DifferentialPrivacy, epsilon_for
 from protocol import FederatedPlan, JobStatus, ModelUpdateRef, RoundSpec, SignedManifest, utc_now
 
 from ._plans import LazyResults, UpdateFormatError, decode_state, encode_state, rounds_for, strategy_for
@@ -81,7 +82,13 @@ class RoundCoordinator:
         """Create the run and its first round's jobs (in the caller's transaction, not committed)."""
         plan = plan_of(train)
         ids = [collection.id for collection in collections]
-        run = FLRun(train_id=train.id, strategy=plan.strategy, total_rounds=rounds_for(plan, ids), collections=ids)
+        run = FLRun(
+            train_id=train.id,
+            strategy=plan.strategy,
+            total_rounds=rounds_for(plan, ids),
+            collections=ids,
+            global_model=plan.initial_model,
+        )
         session.add(run)
         return self._open_round(session, run, train, plan, 1)
 
@@ -215,13 +222,17 @@ class RoundCoordinator:
     ) -> None:
         number = round_row.number
         strategy = strategy_for(plan, run.collections)
+        base = self._read_state(run.global_model)
+        if plan.dp_clip_norm is not None and plan.dp_noise_multiplier is not None and base is not None:
+            strategy = DifferentialPrivacy(
+                strategy, base=base, clip_norm=plan.dp_clip_norm, noise_multiplier=plan.dp_noise_multiplier
+            )
         delivered = {u.collection for u in fresh}
         failures = [
             RoundFailure(station=job.collection_id, reason=(job.failure or {}).get("reason", job.status.value))
             for job in jobs
             if job.collection_id not in delivered
         ]
-        base = self._read_state(run.global_model)
         entries = [(u.collection, u.num_examples, dict(u.metrics)) for u in updates]
         addresses = [u.address for u in updates]
         try:
@@ -394,16 +405,16 @@ class RoundCoordinator:
         return len(running)
 
 
-def _dp_budget(plan: FederatedPlan, rounds: int) -> dict[str, float | None] | None:
+def _dp_budget(plan: FederatedPlan, rounds: int) -> dict[str, float | str | None] | None:
     """The (ε, δ) the run spent, when the plan adds noise (Gaussian mechanism, RDP composition)."""
     if plan.dp_noise_multiplier is None or plan.dp_clip_norm is None:
         return None
-    sigma = plan.dp_noise_multiplier
-    if sigma <= 0:
-        return {"epsilon": None, "delta": 1e-5, "noise_multiplier": sigma, "clip_norm": plan.dp_clip_norm}
-    delta = 1e-5
-    best = math.inf
-    for alpha in [1.25, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128, 256]:
-        rdp = rounds * alpha / (2 * sigma**2)
-        best = min(best, rdp + math.log(1 / delta) / (alpha - 1))
-    return {"epsilon": best, "delta": delta, "noise_multiplier": sigma, "clip_norm": plan.dp_clip_norm}
+    sigma, delta = plan.dp_noise_multiplier, 1e-5
+    epsilon = epsilon_for(noise_multiplier=sigma, rounds=rounds, delta=delta)
+    return {
+        "epsilon": None if math.isinf(epsilon) else epsilon,
+        "delta": delta,
+        "noise_multiplier": sigma,
+        "clip_norm": plan.dp_clip_norm,
+        "mechanism": "client-level clipping and Gaussian noise at the hub's aggregation (central DP)",
+    }

@@ -98,7 +98,7 @@ def create_train(
         )
     first_jobs = None
     if manifest.kind == TrainKind.FEDERATED:
-        _check_federated(manifest)
+        _check_federated(manifest, artifacts)
 
         def first_jobs(session: Session, train: Train) -> list[Job]:
             return rounds.start_run(session=session, train=train, collections=collections)
@@ -165,9 +165,26 @@ def read_train_rounds(train: ReadableTrain, session: SessionDep, rounds: RoundsD
     return run
 
 
-def _check_federated(manifest: TrainManifest) -> None:
-    """A federated train declares the safetensors output its update travels in."""
+def _check_federated(manifest: TrainManifest, artifacts: ArtifactsDep) -> None:
+    """A federated train declares the safetensors output its update travels in; a private one starts from a
+    known model."""
     plan = manifest.federated
+    if plan is not None and (plan.dp_clip_norm is None) != (plan.dp_noise_multiplier is None):
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail="differential privacy needs both dp_clip_norm and dp_noise_multiplier in [federated]",
+        )
+    if plan is not None and plan.dp_clip_norm is not None and plan.initial_model is None:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail="differential privacy clips each station's change against the model it started from: "
+            "upload the initial model (safetensors) and name it as initial_model in [federated]",
+        )
+    if plan is not None and plan.initial_model is not None and not artifacts.has(plan.initial_model):
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail=f"the initial model {plan.initial_model} is not uploaded: PUT /artifacts/{plan.initial_model}",
+        )
     wanted = plan.update_output if plan else "update.safetensors"
     kinds = {spec.name: spec.type for spec in manifest.outputs}
     if kinds.get(wanted) != "safetensors":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Iterator
@@ -57,6 +58,26 @@ def federation(client: TestClient, hub: HubFactory, researcher: Researcher, admi
         steward = hub.create_user(f"steward-{name}", Role.STEWARD, station=name)
         hub.grant(researcher, project_id, collections[name], steward)
     return Federation(client, hub, researcher, project_id, stations, collections, hub.upload_bundle(researcher))
+
+
+def _manifest_for(fed: Federation, **plan: Any) -> dict[str, Any]:
+    manifest = TrainManifest(
+        name="fed-test",
+        kind=TrainKind.FEDERATED,
+        entrypoint="main.py",
+        bundle_hash=fed.bundle,
+        outputs=({"name": "update.safetensors", "type": "safetensors"},),  # type: ignore[arg-type]
+        federated=FederatedPlan(**plan),
+        project_id=fed.project_id,
+        collections=tuple(fed.collections.values()),
+        researcher=fed.researcher.username,
+        signing_public_key=fed.researcher.keys.signing_public,
+        encryption_public_key=fed.researcher.keys.encryption_public,
+        created_at=datetime.now(UTC),
+        nonce=secrets.token_hex(16),
+    )
+    signed: dict[str, Any] = sign_manifest(manifest, fed.researcher.keys.signing).model_dump(mode="json")
+    return signed
 
 
 def _submit(fed: Federation, **plan: Any) -> dict[str, Any]:
@@ -429,3 +450,37 @@ def test_compressed_rounds_add_the_decoded_changes_to_the_global_model(federatio
     assert run["status"] == "finished"
     weights = federation.client.get(f"/models/{run['model_id']}/weights", headers=federation.researcher.headers)
     assert torch.allclose(load_safetensors(weights.content)["w"], torch.tensor([3.0, 2.0]))  # 1 + mean of changes
+
+
+def test_differential_privacy_needs_the_initial_model_and_clips_each_change(federation: Federation) -> None:
+    initial = save_safetensors({"w": torch.zeros(2), "b": torch.zeros(1)}, metadata={"compression": "none"})
+    address = content_address(initial)
+    manifest = _manifest_for(federation, dp_clip_norm=1.0, dp_noise_multiplier=0.0)
+    refused = federation.client.post("/trains", json=manifest, headers=federation.researcher.headers)
+    assert refused.status_code == 400
+    assert "upload the initial model" in refused.json()["detail"]
+    missing = federation.client.post(
+        "/trains",
+        json=_manifest_for(federation, dp_clip_norm=1.0, dp_noise_multiplier=0.0, initial_model=address),
+        headers=federation.researcher.headers,
+    )
+    assert missing.status_code == 400 and "is not uploaded" in missing.json()["detail"]
+    put = federation.client.put(f"/artifacts/{address}", content=initial, headers=federation.researcher.headers)
+    assert put.status_code in (200, 201)
+
+    train = _submit(
+        federation, rounds=1, min_stations=2, dp_clip_norm=1.0, dp_noise_multiplier=0.0, initial_model=address
+    )
+    first = {name: _poll(federation, name) for name in federation.stations}
+    assert first[STATION].round is not None and first[STATION].round.global_model == address  # stations start there
+    assert _deliver(federation, STATION, first[STATION], 3.0, 10).status_code == 202  # change norm 3*sqrt(3)
+    assert _deliver(federation, OTHER_STATION, first[OTHER_STATION], 0.1, 1000).status_code == 202
+
+    run = _rounds(federation, train["id"])
+    weights = federation.client.get(f"/models/{run['model_id']}/weights", headers=federation.researcher.headers)
+    clipped = 1 / math.sqrt(3)  # each entry of the first change after clipping to norm 1
+    expected = torch.full((2,), (clipped + 0.1) / 2)  # equal weights, whatever the example counts
+    assert torch.allclose(load_safetensors(weights.content)["w"], expected, atol=1e-5)
+    model = federation.client.get(f"/models/{run['model_id']}", headers=federation.researcher.headers).json()
+    assert model["provenance"]["dp"]["clip_norm"] == 1.0
+    assert "central DP" in model["provenance"]["dp"]["mechanism"]
