@@ -169,6 +169,11 @@ def _check_federated(manifest: TrainManifest, artifacts: ArtifactsDep) -> None:
     """A federated train declares the safetensors output its update travels in; a private one starts from a
     known model."""
     plan = manifest.federated
+    if plan is not None and plan.secagg:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail="secure aggregation (secagg = true) is not available on this hub yet; submit without it",
+        )
     if plan is not None and (plan.dp_clip_norm is None) != (plan.dp_noise_multiplier is None):
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST,
