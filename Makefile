@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck check docker-engine train-base-image train-torch-image train-torch-cuda-image clean
+.PHONY: demo test lint typecheck check docker-engine train-base-image train-torch-image train-torch-cuda-image bench-fl-flower clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,5 +45,11 @@ train-torch-image: docker-engine $(STAMP)
 train-torch-cuda-image: docker-engine $(STAMP)
 	TRAINYARD_TORCH=cuda bash docker/build-train-torch.sh
 
+# Flower, for bench/fl's side-by-side, in its own environment (its pins never touch the product's).
+bench-fl-flower: $(STAMP)
+	@test -x .venv-flower/bin/python || $(PYTHON) -m venv .venv-flower
+	.venv-flower/bin/pip install -q "flwr[simulation]" "torch==2.13.0" "scikit-learn>=1.4,<2"
+	$(PY) -m bench.fl.run
+
 clean:
-	rm -rf $(VENV) demo-state .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-flower demo-state .pytest_cache .mypy_cache .ruff_cache
