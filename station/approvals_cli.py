@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -12,9 +13,10 @@ from rich.console import Console
 from rich.table import Table
 
 from .approvals import Approvals, Gate, operator_decision
+from .audit import append_audit
 from .state import StationState
 
-__all__ = ["approvals_app"]
+__all__ = ["approvals_app", "review_app"]
 
 approvals_app = typer.Typer(
     name="approvals",
@@ -98,3 +100,71 @@ def deny(
 ) -> None:
     """Deny: the job fails with your reason; a withheld result never leaves."""
     _decide(state, job, approve=False, comment=reason)
+
+
+review_app = typer.Typer(
+    name="review",
+    help="Results withheld by the disclosure rules: what broke which rule, for the steward to read (they never leave).",
+    no_args_is_help=True,
+)
+
+
+def _withheld(state: Path) -> list[tuple[Path, dict[str, str]]]:
+    root = StationState(state).root / "review"
+    found = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        try:
+            found.append((folder, json.loads((folder / "withheld.json").read_text("utf-8"))))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+@review_app.command("list")
+def review_list(state: StateOption = Path("./station-state")) -> None:
+    """Every withheld result: the job, the output and the rule it broke."""
+    withheld = _withheld(state)
+    if not withheld:
+        _console.print("no result is withheld")
+        return
+    table = Table("job", "output", "rule", "why")
+    for _folder, about in withheld:
+        table.add_row(
+            about.get("job_id", "?"), about.get("output", "?"), about.get("rule", "?"), about.get("reason", "")
+        )
+    _console.print(table)
+
+
+@review_app.command("show")
+def review_show(job: JobArgument, state: StateOption = Path("./station-state")) -> None:
+    """One withheld result: why, and the start of each file the train wrote."""
+    for folder, about in _withheld(state):
+        if about.get("job_id") == job:
+            typer.echo(json.dumps(about, indent=2))
+            for path in sorted(folder.iterdir()):
+                if path.name == "withheld.json":
+                    continue
+                data = path.read_bytes()
+                typer.echo(f"--- {path.name} ({len(data)} bytes)")
+                try:
+                    typer.echo(data[:_PREVIEW_BYTES].decode("utf-8"))
+                except UnicodeDecodeError:
+                    typer.echo("(binary)")
+            return
+    typer.echo(f"no withheld result of job {job!r}", err=True)
+    raise typer.Exit(code=1)
+
+
+@review_app.command("discard")
+def review_discard(job: JobArgument, state: StateOption = Path("./station-state")) -> None:
+    """Delete a withheld result once reviewed (audited)."""
+    for folder, about in _withheld(state):
+        if about.get("job_id") == job:
+            shutil.rmtree(folder)
+            append_audit(
+                StationState(state).audit_file, "result.discarded", actor=getpass.getuser(), role="operator", job_id=job
+            )
+            typer.echo(f"discarded the withheld result of job {job}")
+            return
+    typer.echo(f"no withheld result of job {job!r}", err=True)
+    raise typer.Exit(code=1)

@@ -357,6 +357,7 @@ def run(
 
 
 from .approvals_cli import approvals_app as _approvals_app  # noqa: E402  (command groups of their own modules)
+from .approvals_cli import review_app as _review_app  # noqa: E402
 from .audit_cli import audit_app as _audit_app  # noqa: E402
 from .deid_cli import deidentify_command as _deidentify_command  # noqa: E402
 from .policy_cli import policy_app as _policy_app  # noqa: E402
@@ -366,4 +367,5 @@ app.add_typer(_audit_app)
 app.add_typer(_stewards_app)
 app.add_typer(_policy_app)
 app.add_typer(_approvals_app)
+app.add_typer(_review_app)
 app.command("deidentify")(_deidentify_command)

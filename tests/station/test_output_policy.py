@@ -122,6 +122,17 @@ def test_agent_withholds_a_result_that_prints_a_patient_id(
     withheld = json.loads(next(review.rglob("withheld.json")).read_text())
     assert withheld["rule"] == "no identifiers"
     assert [entry.action for entry in read_audit(state.audit_file)].count("result.withheld") == 1
+    from typer.testing import CliRunner
+
+    from station.cli import app
+
+    listed = CliRunner().invoke(app, ["review", "list", "--state", str(state.root)])
+    shown = CliRunner().invoke(app, ["review", "show", "job-1", "--state", str(state.root)])
+    discarded = CliRunner().invoke(app, ["review", "discard", "job-1", "--state", str(state.root)])
+    assert "job-1" in listed.output and "no identifiers" in listed.output
+    assert shown.exit_code == 0 and "result.json" in shown.output  # the steward reads what the train wrote
+    assert discarded.exit_code == 0 and not any(review.iterdir())
+    assert "result.discarded" in [entry.action for entry in read_audit(state.audit_file)]
 
 
 def test_compressed_updates_pass_and_fake_ones_do_not() -> None:
