@@ -373,6 +373,37 @@ def test_one_file_cannot_outgrow_the_out_limit(docker_client: DockerClient, tmp_
     assert (spec.out_dir / "big.bin").stat().st_size <= 4 * 1024 * 1024
 
 
+CPU_BURN = """
+import json, os, threading, time
+def burn(stop):
+    while not stop.is_set():
+        pass
+stop = threading.Event()
+workers = [threading.Thread(target=burn, args=(stop,)) for _ in range(4)]
+started, cpu = time.monotonic(), time.process_time()
+for worker in workers:
+    worker.start()
+time.sleep(3)
+stop.set()
+for worker in workers:
+    worker.join()
+with open("/out/a.json", "w") as out:
+    json.dump({"cpu_s": time.process_time() - cpu, "wall_s": time.monotonic() - started}, out)
+"""
+
+
+@pytest.mark.docker
+def test_cpu_burning_train_gets_only_its_cpu_share(docker_client: DockerClient, tmp_path: Path, data_dir: Path) -> None:
+    train = write_train(tmp_path, CPU_BURN)
+    spec = make_spec(tmp_path, data_dir=data_dir, train_dir=train, outputs=["a.json"], cpus=0.5, timeout_s=60)
+
+    result = DockerExecutor(client=docker_client).run_train(spec)
+
+    assert result.succeeded, result.log_tail
+    used = json.loads((spec.out_dir / "a.json").read_text())
+    assert used["cpu_s"] / used["wall_s"] < 0.8  # four busy threads, half a core: throttled by NanoCpus
+
+
 @pytest.mark.docker
 def test_memory_hog_train_is_killed(docker_client: DockerClient, tmp_path: Path, data_dir: Path) -> None:
     train = write_train(tmp_path, "block = bytearray(600 * 1024 * 1024)\nprint('allocated')\n")
