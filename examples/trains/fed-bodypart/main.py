@@ -1,8 +1,9 @@
 """fed-bodypart: one federated round at one station.
 
-Load the global model (round 1: the seeded initial model, the same at every station), train on
-this station's CT slices for the round's local epochs, validate on a held-out share, and write the
-weights as safetensors plus ``update.json`` (example count and metrics). Nothing else leaves.
+The author's part: the model, this station's CT slices and a validation step. ``trainkit.fl``
+does the round: the global model in (round 1: the seeded initial model, the same at every
+station), the local epochs, the update out as safetensors (compressed from round 2 when the plan
+asks) plus ``update.json`` (example count and metrics). Nothing else leaves.
 """
 
 import hashlib
@@ -10,11 +11,10 @@ import hashlib
 import numpy as np
 import pydicom
 import torch
-from safetensors.torch import load_file, save
 from torch import nn
 
 import trainkit
-from trainkit.compression import compress_update, read_safetensors, write_safetensors
+from trainkit.fl import run_round
 
 LABELS = {"CHEST": 0, "ABDOMEN": 1}
 
@@ -62,62 +62,22 @@ def main() -> None:
     job = trainkit.job()
     if job.round is None:
         raise SystemExit("fed-bodypart is a federated train: it runs in a hub-run round")
-    config = job.round.config
-    torch.manual_seed(int(config.get("seed", 0)))
+    torch.manual_seed(int(job.round.config.get("seed", 0)))
     model = build_model()  # the seed makes round 1's model the same at every station
-    if job.round.global_model is not None:
-        model.load_state_dict(load_file(str(job.round.global_model)))
-    torch.manual_seed(int(config.get("seed", 0)) + 1000 * job.round.number)
-    initial = {key: value.detach().clone() for key, value in model.state_dict().items()}
-
     train_x, train_y, val_x, val_y = load_slices(job, float(job.parameters.get("validation_share", 0.25)))
-    optimiser = torch.optim.SGD(model.parameters(), lr=float(config.get("learning_rate", 0.05)), momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
-    batch = int(config.get("batch_size", 16))
-    losses = []
-    model.train()
-    for _epoch in range(int(config.get("local_epochs", 1))):
-        order = torch.randperm(len(train_x))
-        for start in range(0, len(order), batch):
-            index = order[start : start + batch]
-            optimiser.zero_grad()
-            loss = loss_fn(model(train_x[index]), train_y[index])
-            loss.backward()
-            optimiser.step()
-            losses.append(float(loss))
 
-    model.eval()
-    metrics = {"train_loss": float(np.mean(losses)) if losses else 0.0}
-    if len(val_x):
-        with torch.no_grad():
-            logits = model(val_x)
-        metrics["val_loss"] = float(loss_fn(logits, val_y))
-        metrics["val_accuracy"] = float((logits.argmax(1) == val_y).float().mean())
+    def validate(trained: nn.Module) -> dict[str, float]:
+        if not len(val_x):
+            return {}
+        logits = trained(val_x)
+        return {
+            "val_loss": float(loss_fn(logits, val_y)),
+            "val_accuracy": float((logits.argmax(1) == val_y).float().mean()),
+        }
 
-    compression = str(config.get("compression", "fp16"))
-    # Send the change, compressed, and keep what was not sent for the next round. Round 1 has no global
-    # model at the hub to add a change to: it sends its weights whole (fp16).
-    if compression in {"topk", "sign"} and job.round.global_model is not None:
-        delta = {
-            key: (value - initial[key]).numpy() if value.is_floating_point() else value.numpy()
-            for key, value in model.state_dict().items()
-        }
-        residual = None
-        if job.round.station_state is not None:
-            residual, _meta = read_safetensors(job.round.station_state.read_bytes())
-        data, left = compress_update(
-            delta, method=compression, fraction=float(config.get("topk_fraction", 0.01)), residual=residual
-        )
-        job.out.write_bytes("update.safetensors", data)
-        job.out.write_station_state(write_safetensors(left))  # never leaves the station
-    else:
-        dense = "none" if compression == "none" else "fp16"
-        state = {
-            key: (value.half() if dense == "fp16" and value.is_floating_point() else value).contiguous()
-            for key, value in model.state_dict().items()
-        }
-        job.out.write_bytes("update.safetensors", save(state, metadata={"compression": dense}))
-    job.out.write_json("update.json", {"num_examples": len(train_x), "metrics": metrics})
+    # the global model in, local epochs, validation, the update (compressed from round 2 when asked) out
+    run_round(job, model, (train_x, train_y), loss_fn=loss_fn, validate=validate)
 
 
 if __name__ == "__main__":
