@@ -48,6 +48,22 @@ def _insert(graph: ox.NamedNode, body: str) -> str:
     return f"INSERT {{ GRAPH {graph} {{\n{body}\n}} }} WHERE {{}}"
 
 
+_XSD = "http://www.w3.org/2001/XMLSchema#"
+_COUNT_TYPES = frozenset(
+    ox.NamedNode(_XSD + name)
+    for name in (
+        "integer",
+        "nonNegativeInteger",
+        "positiveInteger",
+        "int",
+        "long",
+        "short",
+        "unsignedInt",
+        "unsignedLong",
+    )
+)
+
+
 class CatalogStore:
     """A persistent Oxigraph store (in memory when ``path`` is ``None``), or an external SPARQL store.
 
@@ -174,7 +190,8 @@ class CatalogStore:
         return len(triples)
 
     def _archive(self, graph_iri: str, previous: list[ox.Triple]) -> tuple[ox.NamedNode, list[ox.Triple]]:
-        """The next version's IRI and the previous record re-based on it (an entity, no longer a dataset)."""
+        """The next version's IRI and the previous record re-based on it (an entity, no longer a dataset),
+        without its counts: subtracting one version's counts from the next could reveal fewer than k."""
         answer = self.store.query(
             f"SELECT (COUNT(DISTINCT ?v) AS ?n) WHERE {{ GRAPH ?g {{ ?v {_DCT_IS_VERSION_OF} <{graph_iri}> }} }}"
         )
@@ -193,6 +210,8 @@ class CatalogStore:
                 continue  # what the hub adds about other resources is not part of the record's history
             if triple.predicate == _RDF_TYPE and triple.object == _DCAT_DATASET:
                 continue
+            if isinstance(triple.object, ox.Literal) and triple.object.datatype in _COUNT_TYPES:
+                continue  # counts stay out of the history: two versions' difference could be below k
             archived.append(
                 ox.Triple(
                     _rename(subject, graph_iri, version.value),  # type: ignore[arg-type]

@@ -88,6 +88,24 @@ def test_republication_keeps_earlier_versions_queryable() -> None:
     assert all(t.object != ox.NamedNode("http://www.w3.org/ns/dcat#Dataset") for t in first + second)
 
 
+def test_earlier_versions_keep_no_counts() -> None:
+    store = CatalogStore()
+    count = "<http://healthdataportal.eu/ns/health#numberOfUniqueIndividuals>"
+    for subjects in (12, 14):  # the difference, 2, is below k
+        store.replace_collection(
+            GRAPH,
+            f'<{URN}> <http://purl.org/dc/terms/title> "Chest CT" ; {count} {subjects} .',
+            station="site-a",
+            collection="chest-ct",
+        )
+
+    archived = store.graph_triples(f"{GRAPH}/version/1")
+
+    assert any(t.predicate.value == "http://purl.org/dc/terms/title" for t in archived)
+    assert not [t for t in archived if "numberOfUniqueIndividuals" in t.predicate.value]
+    assert any("numberOfUniqueIndividuals" in t.predicate.value for t in store.graph_triples(GRAPH))
+
+
 def test_versions_stay_out_of_the_search_index() -> None:
     from datetime import UTC, datetime
 
