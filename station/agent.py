@@ -582,6 +582,16 @@ class StationAgent:
                 return self.settings.federated_image
             return self.settings.train_image
         executor = self.executor()
+        if executor.name == "kubernetes":  # the kubelet pulls: only by the digest the researcher signed
+            if manifest.image_ref is None or not self.settings.registry_pull:
+                raise _Refusal(
+                    f"this Kubernetes station runs train images from a registry by digest: the manifest must name "
+                    f"image_ref (registry/repository@sha256:...) and the station allow registry_pull "
+                    f"(image {manifest.image_digest})",
+                    rule="image",
+                )
+            self._audit("image.ready", image=manifest.image_ref)
+            return manifest.image_ref
         engine = getattr(executor, "_engine", None)
         if engine is None:
             return None  # not a Docker executor: the source bundle runs in the sandbox

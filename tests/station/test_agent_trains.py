@@ -3,6 +3,8 @@
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 import protocol
 from protocol import Job, JobStatus, KeyPair, ResultPayload
 from station.agent import StationAgent
@@ -203,3 +205,35 @@ def test_an_image_only_in_a_registry_is_refused_unless_the_station_pulls(
     assert failure is not None
     assert "this station pulls no images from registries" in failure.reason
     assert executor.specs == []
+
+
+@pytest.mark.parametrize(("pull", "with_ref"), [(True, True), (False, True), (True, False)])
+def test_a_kubernetes_station_runs_only_the_signed_registry_digest(
+    state: StationState,
+    hub: Any,
+    researcher: KeyPair,
+    train_bundle: bytes,
+    job_for: Callable[..., Job],
+    fake_executor: Any,
+    pull: bool,
+    with_ref: bool,
+) -> None:
+    executor = fake_executor()
+    executor.name = "kubernetes"
+    ref = "registry.example/trains/cohort@sha256:" + "c" * 64
+    job = job_for(researcher, train_bundle)
+    update: dict[str, Any] = {"image_digest": "sha256:" + "a" * 64, "image_ref": ref if with_ref else None}
+    manifest = job.signed_manifest.manifest.model_copy(update=update)
+    job = job.model_copy(update={"signed_manifest": protocol.sign_manifest(manifest, researcher.signing)})
+    settings = StationSettings(state_dir=state.root, poll_wait_s=0, executor="sandbox", registry_pull=pull)
+    hub.add_bundle(train_bundle)
+
+    _agent(settings, hub, executor).process_job(job)
+
+    if pull and with_ref:
+        assert executor.specs[0].image == ref
+        assert hub.results["job-1"].status == JobStatus.SUCCEEDED
+    else:
+        failure = hub.results["job-1"].failure
+        assert failure is not None and "runs train images from a registry by digest" in failure.reason
+        assert executor.specs == []
