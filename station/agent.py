@@ -54,7 +54,7 @@ from .bundle import unpack_bundle
 from .catalog import build_publication
 from .config import StationSettings
 from .executors import Executor, ExecutorError, RunResult, RunSpec, executor_for
-from .indexer import DicomIndex, iter_dicom_paths, pseudonym_for_patient_id
+from .indexer import DicomIndex, iter_dicom_paths, pseudonym_for_patient_id, token_for_name_part
 from .ledger import JobLedger
 from .outbox import Outbox, file_name_for_job
 from .output_policy import DisclosureRules, OutputViolation, check_disclosure, filter_log_tail
@@ -725,7 +725,8 @@ class StationAgent:
             timed_out=result.timed_out,
             duration_s=round(result.duration_s, 3),
         )
-        tail = filter_log_tail(result.log_tail, self._disclosure_rules(job.collection).is_patient)
+        rules = self._disclosure_rules(job.collection)
+        tail = filter_log_tail(result.log_tail, rules.is_patient, is_name=rules.is_name)
         result = dataclasses.replace(result, log_tail=tail)
         said = f"; last lines (filtered):\n{tail}" if tail else ""
         if result.out_overflow:
@@ -758,12 +759,14 @@ class StationAgent:
         secret = self.state.load_or_create_pseudonym_key()
         with DicomIndex(self.state.index_file) as index:
             patients = frozenset(index.subjects_for_collection(collection))
+            names = index.name_tokens_for_collection(collection)
         return DisclosureRules(
             k=self.settings.k_anonymity,
             max_array=self.settings.output_max_items,
             max_keys=2 * self.settings.output_max_items,
             max_values=20 * self.settings.output_max_items,
             is_patient=lambda text: pseudonym_for_patient_id(text, secret) in patients,
+            is_name=lambda word: bool(names) and token_for_name_part(word, secret) in names,
         )
 
     def _check_disclosure(self, job: Job, files: dict[str, str]) -> None:

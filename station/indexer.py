@@ -60,9 +60,10 @@ __all__ = [
 
 REQUIRED_KEYWORDS = ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "Modality")
 _OPTIONAL_KEYWORDS = tuple(keyword for keyword in WANTED_TAGS if keyword not in REQUIRED_KEYWORDS)
+_NAME_MIN = 4  # shorter name parts ("Li", "Ann") would match ordinary words of a result
 _PARALLEL_FROM = 256  # fewer files are read here: starting processes costs more
 _AGE_UNITS_PER_YEAR = {"Y": 1.0, "M": 12.0, "W": 52.1775, "D": 365.25}
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bumped when the tables change; an index of an older version is rebuilt by the next harvest."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS patient (
@@ -86,6 +87,9 @@ CREATE TABLE IF NOT EXISTS file (
     status TEXT NOT NULL, reason TEXT, PRIMARY KEY (collection, path));
 CREATE TABLE IF NOT EXISTS collection_rule (collection TEXT PRIMARY KEY, rule TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS withdrawn (pseudonym TEXT PRIMARY KEY, withdrawn_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS name_token (
+    collection TEXT NOT NULL, pseudonym TEXT NOT NULL, token TEXT NOT NULL,
+    PRIMARY KEY (collection, pseudonym, token));
 CREATE INDEX IF NOT EXISTS instance_path ON instance (collection, path);
 CREATE INDEX IF NOT EXISTS instance_series ON instance (collection, series_uid);
 """
@@ -121,6 +125,7 @@ class DicomHeader:
     study_instance_uid: str
     modality: str
     patient_id: str | None = None
+    patient_name: str | None = None  # only to key its parts (name_token); never stored as text
     patient_sex: str | None = None
     patient_age: str | None = None
     patient_birth_date: str | None = None
@@ -300,6 +305,7 @@ def read_header(path: Path) -> DicomHeader | SkippedFile:
         study_instance_uid=str(values["StudyInstanceUID"]),
         modality=str(values["Modality"]).upper(),
         patient_id=values["PatientID"],
+        patient_name=values.get("PatientName"),
         patient_sex=(values["PatientSex"] or "").upper() or None,
         patient_age=values["PatientAge"],
         patient_birth_date=values["PatientBirthDate"],
@@ -385,6 +391,23 @@ def series_category(description: str | None, protocol: str | None, image_type: s
     return "other"
 
 
+def name_tokens(name: str | None) -> set[str]:
+    """The parts of a Person Name worth recognising in a train's output (lower case, 4 characters or more).
+
+    Examples
+    --------
+    >>> sorted(name_tokens("Doe^Johnathan^^Dr"))
+    ['johnathan']
+    """
+    parts = re.findall(r"[^\W_]+", name or "")  # the words a result could show: split as the output check splits
+    return {part.lower() for part in parts if len(part) >= _NAME_MIN and not part.isdigit()}
+
+
+def token_for_name_part(part: str, secret: bytes) -> str:
+    """The keyed hash under which a name part is kept: the index never holds a name."""
+    return hmac.new(secret, b"name:" + part.lower().encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 def pseudonym_for_patient_id(patient_id: str, secret: bytes) -> str:
     """Return the HMAC-SHA256 pseudonym (hex) of a patient id under the station's secret."""
     return hmac.new(secret, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()
@@ -442,7 +465,7 @@ class DicomIndex:
         (version,) = self.connection.execute("PRAGMA user_version").fetchone()
         if version != SCHEMA_VERSION:  # derived data: an older index is dropped and harvested again
             with self.connection:
-                for table in ("file", "instance", "series", "study", "patient", "collection_rule"):
+                for table in ("file", "instance", "series", "study", "patient", "collection_rule", "name_token"):
                     self.connection.execute(f"DROP TABLE IF EXISTS {table}")
         self.connection.executescript(_SCHEMA)
         self.connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -472,7 +495,7 @@ class DicomIndex:
 
     def _delete_collection_rows(self, collection: str) -> None:
         """Delete one collection's rows inside the caller's transaction."""
-        for table in ("file", "instance", "series", "study", "patient", "collection_rule"):
+        for table in ("file", "instance", "series", "study", "patient", "collection_rule", "name_token"):
             self.connection.execute(f"DELETE FROM {table} WHERE collection = ?", (collection,))  # noqa: S608
 
     def _prune_orphans(self, collection: str) -> None:
@@ -491,6 +514,11 @@ class DicomIndex:
         sql(
             "DELETE FROM patient WHERE collection = ? AND pseudonym NOT IN "
             "(SELECT pseudonym FROM study WHERE collection = ?)",
+            (collection, collection),
+        )
+        sql(
+            "DELETE FROM name_token WHERE collection = ? AND pseudonym NOT IN "
+            "(SELECT pseudonym FROM patient WHERE collection = ?)",
             (collection, collection),
         )
 
@@ -529,6 +557,13 @@ class DicomIndex:
             sql(
                 "INSERT OR IGNORE INTO patient VALUES (?, ?, ?, ?, ?)",
                 (collection, pseudonym, sex, age_band_for_age(years), int(years) if years is not None else None),
+            )
+            self.connection.executemany(
+                "INSERT OR IGNORE INTO name_token VALUES (?, ?, ?)",
+                [
+                    (collection, pseudonym, token_for_name_part(part, secret))
+                    for part in name_tokens(header.patient_name)
+                ],
             )
             known["patient", patient_key] = pseudonym
         if ("study", header.study_instance_uid) not in known:
@@ -608,6 +643,7 @@ class DicomIndex:
             for collection in removed:
                 self._prune_orphans(collection)
             sql("DELETE FROM patient WHERE pseudonym = ?", (pseudonym,))
+            sql("DELETE FROM name_token WHERE pseudonym = ?", (pseudonym,))
         return removed
 
     def withdrawn_paths(self, collection: str) -> set[str]:
@@ -618,6 +654,10 @@ class DicomIndex:
     def collections(self) -> list[str]:
         """Return the slugs of every indexed collection."""
         return self._column("SELECT DISTINCT collection FROM patient ORDER BY collection")
+
+    def name_tokens_for_collection(self, collection: str) -> frozenset[str]:
+        """The keyed hashes of the collection's patients' name parts (:func:`token_for_name_part`)."""
+        return frozenset(self._column("SELECT DISTINCT token FROM name_token WHERE collection = ?", collection))
 
     def subjects_for_collection(self, collection: str) -> list[str]:
         """Return the pseudonyms of every subject of a collection."""

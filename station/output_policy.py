@@ -34,6 +34,7 @@ __all__ = ["DisclosureRules", "OutputViolation", "check_disclosure", "filter_log
 
 _UID = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){4,}(?![\d.])")
 _TOKEN = re.compile(r"[A-Za-z0-9^._-]{3,64}")
+_WORD = re.compile(r"[^\W_]{4,64}")
 _NOT_COUNTS = frozenset(
     {"k", "version", "seed", "epoch", "epochs", "round", "rounds", "step", "steps", "dim", "dims", "n_classes"}
 )
@@ -61,6 +62,8 @@ class DisclosureRules:
     max_values: int = 20_000  # all the numbers and texts of one JSON result together
     max_depth: int = 32
     is_patient: Callable[[str], bool] = field(default=lambda _text: False)
+    is_name: Callable[[str], bool] = field(default=lambda _word: False)
+    """Whether a word is part of a patient's name in this collection (keyed hashes of the index)."""
 
 
 def _identifier_in(text: str, rules: DisclosureRules) -> str | None:
@@ -70,6 +73,9 @@ def _identifier_in(text: str, rules: DisclosureRules) -> str | None:
     for token in {text.strip(), *_TOKEN.findall(text)}:
         if token and rules.is_patient(token):
             return "a patient ID of this collection"
+    for word in _WORD.findall(text):
+        if rules.is_name(word.lower()):
+            return "a patient's name of this collection"
     return None
 
 
@@ -207,10 +213,18 @@ _IDENTIFYING = re.compile(
 )
 
 
-def filter_log_tail(text: str, is_patient: Callable[[str], bool], *, max_lines: int = 20, max_chars: int = 1500) -> str:
+def filter_log_tail(
+    text: str,
+    is_patient: Callable[[str], bool],
+    *,
+    is_name: Callable[[str], bool] = lambda _word: False,
+    max_lines: int = 20,
+    max_chars: int = 1500,
+) -> str:
     """The last lines of a train's output, safe to send: patient ids and DICOM UIDs redacted.
 
-    Every word that is a patient id of the collection becomes ``[patient-id]``, every dotted
+    Every word that is a patient id of the collection becomes ``[patient-id]``, a part of a
+    patient's name ``[name]``, every dotted
     UID ``[uid]``, the value after an identifying keyword (``PatientName=...``) ``[redacted]``;
     control characters are dropped and the tail is cut to ``max_lines`` lines
     and ``max_chars`` characters.
@@ -227,6 +241,7 @@ def filter_log_tail(text: str, is_patient: Callable[[str], bool], *, max_lines: 
         line = _IDENTIFYING.sub(lambda match: f"{match.group(1)}=[redacted]", line)
         line = _UID.sub("[uid]", line)
         line = _TOKEN.sub(lambda match: "[patient-id]" if is_patient(match.group(0)) else match.group(0), line)
+        line = _WORD.sub(lambda match: "[name]" if is_name(match.group(0).lower()) else match.group(0), line)
         cleaned.append(line)
     tail = "\n".join(cleaned).strip()
     return tail[-max_chars:]

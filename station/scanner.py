@@ -33,6 +33,7 @@ WANTED_TAGS: dict[str, tuple[int, int]] = {
     "Manufacturer": (0x0008, 0x0070),
     "SeriesDescription": (0x0008, 0x103E),
     "ManufacturerModelName": (0x0008, 0x1090),
+    "PatientName": (0x0010, 0x0010),
     "PatientID": (0x0010, 0x0020),
     "PatientBirthDate": (0x0010, 0x0030),
     "PatientSex": (0x0010, 0x0040),

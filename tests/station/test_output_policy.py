@@ -148,3 +148,57 @@ def test_compressed_updates_pass_and_fake_ones_do_not() -> None:
     assert rule_of([("update.safetensors", "safetensors", topk)]) is None
     assert rule_of([("update.safetensors", "safetensors", sign)]) is None
     assert rule_of([("update.safetensors", "safetensors", smuggled)]) == "tensors are model parameters"
+
+
+def test_agent_withholds_a_result_with_a_patient_name_and_redacts_it_from_logs(
+    settings: StationSettings,
+    state: StationState,
+    hub: Any,
+    researcher: KeyPair,
+    train_bundle: bytes,
+    job_for: Callable[..., Job],
+    fake_executor: Any,
+    synthetic_root: Path,
+) -> None:
+    from station.executors import RunResult
+    from station.indexer import DicomIndex
+
+    some_file = next(path for path in sorted(synthetic_root.rglob("*")) if path.is_file())
+    name = str(pydicom.dcmread(some_file, stop_before_pixels=True).PatientName)  # e.g. Synthetic^Patient0001
+    given = name.split("^")[-1]
+    with DicomIndex(state.index_file) as index:
+        stored = " ".join(str(row) for row in index.connection.execute("SELECT * FROM name_token"))
+    assert given.lower() not in stored.lower()  # the index keeps keyed hashes, never the name
+
+    def leak(spec: RunSpec) -> None:
+        (spec.out_dir / "result.json").write_text(json.dumps({"note": f"youngest is {given}"}))
+
+    def crash(spec: RunSpec) -> RunResult:
+        return RunResult(exit_code=1, timed_out=False, log_tail=f"failed on {given}", duration_s=0.1, executor="f")
+
+    hub.add_bundle(train_bundle)
+    StationAgent(settings, client=hub.client(), executor=fake_executor(leak), retry_delays=(0.0,)).process_job(
+        job_for(researcher, train_bundle)
+    )
+    StationAgent(settings, client=hub.client(), executor=fake_executor(crash), retry_delays=(0.0,)).process_job(
+        job_for(researcher, train_bundle, job_id="job-2")
+    )
+
+    withheld = hub.results["job-1"].failure
+    assert withheld is not None and "a patient's name of this collection" in withheld.reason
+    crashed = hub.results["job-2"].failure
+    assert crashed is not None and "[name]" in crashed.reason and given not in crashed.reason
+
+
+def test_name_parts_worth_matching() -> None:
+    from station.indexer import name_tokens
+
+    assert name_tokens("Doe^Johnathan^^Dr") == {"johnathan"}
+    assert name_tokens("van der Berg^Anna-Lena") == {"berg", "anna", "lena"}
+    assert name_tokens(None) == set()
+    assert (
+        rule_of(
+            [("out.json", "json", b'{"note": "Johnathan"}')], DisclosureRules(is_name=lambda word: word == "johnathan")
+        )
+        == "no identifiers"
+    )
