@@ -95,7 +95,10 @@ def test_run_cohort_stats_on_dicom(docker_client: DockerClient, tmp_path: Path) 
 def test_container_is_locked_down(docker_client: DockerClient, tmp_path: Path, data_dir: Path) -> None:
     # Prepare
     train = write_train(tmp_path, "print('hello')\n")
-    spec = make_spec(tmp_path, data_dir=data_dir, train_dir=train, outputs=["a.json"], memory_mb=300, cpus=0.5, pids=64)
+    spec = make_spec(
+        tmp_path, data_dir=data_dir, train_dir=train, outputs=["a.json"], memory_mb=300, cpus=0.5, pids=64,
+        max_out_bytes=8 * 2**20,
+    )  # fmt: skip
     seen: dict[str, Any] = {}
 
     def inspect(container: Any) -> None:
@@ -116,6 +119,7 @@ def test_container_is_locked_down(docker_client: DockerClient, tmp_path: Path, d
     assert host["NanoCpus"] == 500_000_000
     assert host["PidsLimit"] == 64
     assert host["Tmpfs"] == {"/tmp": "rw,noexec,nosuid,nodev,size=64m"}
+    assert host["Ulimits"] == [{"Name": "fsize", "Soft": 8 * 2**20, "Hard": 8 * 2**20}]  # no file outgrows /out
     assert seen["Config"]["User"] == "10001:10001"
     mounts = {mount["Destination"]: mount for mount in seen["Mounts"]}
     assert {dest: mounts[dest]["RW"] for dest in mounts} == {

@@ -1,4 +1,5 @@
-"""Pull by digest from a real registry (Debian's docker-registry on loopback), then the id check."""
+"""Images from a real registry (Debian's docker-registry on loopback) and from archives, on a real engine:
+the id the researcher signed is checked either way."""
 
 from __future__ import annotations
 
@@ -85,3 +86,17 @@ def test_station_refuses_a_registry_image_that_is_not_the_signed_one(
         ensure_image(docker_client, signed, None, pull_ref=reference)
 
     assert not [image for image in docker_client.images.list() if image.id == _real_id]
+
+
+def test_a_tampered_image_archive_is_refused_and_removed(docker_client: DockerClient, tmp_path: Path) -> None:
+    tag = f"trainyard/tamper-test:{uuid.uuid4().hex[:8]}"
+    (tmp_path / "Dockerfile").write_text(f"FROM {BASE}\nLABEL org.trainyard.test={uuid.uuid4().hex}\n")
+    image, _logs = docker_client.images.build(path=str(tmp_path), tag=tag, rm=True)
+    archive = b"".join(image.save(named=True))
+    docker_client.images.remove(tag, force=True)
+    signed = "sha256:" + "1" * 64  # the researcher signed another image than the archive holds
+
+    with pytest.raises(ExecutorError, match="not the signed image"):
+        ensure_image(docker_client, signed, lambda: archive)
+
+    assert not [found for found in docker_client.images.list() if found.id == image.id]
