@@ -186,8 +186,10 @@ def disease_matches(wanted: str, code: str) -> bool:
 
 
 def _orders(records: Sequence[CollectionRecord], subjects: np.ndarray) -> dict[str, np.ndarray]:
-    """Every sort order; ties go by row (rows are in IRI order, as SPARQL's ``ORDER BY ?d``)."""
-    rows = np.arange(len(records))
+    """Every sort order; ties go by IRI, as SPARQL's ``ORDER BY ?d`` (rows are in IRI order but for the
+    collections appended since the last rebuild)."""
+    iris = np.array([record.iri for record in records], dtype=object)
+    rows = np.argsort(np.argsort(iris, kind="stable"), kind="stable")  # each row's rank in IRI order
     titles = np.array([record.title.lower() for record in records], dtype=object)
     modified = np.array([record.modified for record in records], dtype=object)
     return {
@@ -300,6 +302,38 @@ class _Snapshot:
         copy.order = dict(self.order)
         if (old.subjects, old.title, old.modified) != (record.subjects, record.title, record.modified):
             copy.order.update(_orders(copy.records, copy.numbers["subjects"]))
+        return copy
+
+    def appended(self, record: CollectionRecord) -> _Snapshot | None:
+        """A copy with one new record added as the last row, or ``None`` when a full rebuild is needed
+        (a facet value or data-use policy the vocabulary lacks: codes would shift)."""
+        new_values = {facet: _values(record, facet) for facet in LIST_FACETS}
+        if any(value not in self.lookup_exact(facet) for facet, values in new_values.items() for value in values):
+            return None
+        key = _policy_key(record)
+        if key not in self.policies:
+            return None
+        row = len(self.records)
+        copy = _Snapshot(records=[*self.records, record])
+        copy.values, copy.lookup, copy.policies = self.values, self.lookup, self.policies
+        copy.policy = np.append(self.policy, np.int32(self.policies.index(key))).astype(np.int32)
+        for name, column in self.numbers.items():
+            value = getattr(record, name)
+            copy.numbers[name] = np.append(column, value if value is not None else -1).astype(np.int64)
+        for facet in LIST_FACETS:
+            codes = np.array([self.lookup_exact(facet)[value] for value in new_values[facet]], dtype=np.int32)
+            copy.codes[facet] = np.concatenate([self.codes[facet], codes])
+            copy.owners[facet] = np.concatenate([self.owners[facet], np.full(len(codes), row, dtype=np.int32)])
+            postings = list(self.postings[facet])
+            for code in codes:
+                postings[code] = np.append(postings[code], np.int32(row)).astype(np.int32)  # the largest row: sorted
+            copy.postings[facet] = postings
+        copy.text = dict(self.text)
+        for token in _tokens(_record_text(record)):
+            copy.text[token] = np.append(copy.text.get(token, np.empty(0, dtype=np.int32)), np.int32(row)).astype(
+                np.int32
+            )
+        copy.order = _orders(copy.records, copy.numbers["subjects"])
         return copy
 
     def lookup_exact(self, facet: str) -> dict[str, int]:
@@ -450,13 +484,13 @@ class SearchIndex:
     def upsert(self, record: CollectionRecord) -> None:
         """Add or replace one collection; searches see it as soon as this returns.
 
-        A republished collection whose facet values the index already knows is patched into a
-        copy of the snapshot (milliseconds at 100,000 collections); anything else rebuilds it.
+        A republished or new collection whose facet values the index already knows is patched into
+        a copy of the snapshot (milliseconds at 100,000 collections); anything else rebuilds it.
         """
         with self._lock:
             known = record.iri in self._records
             self._records[record.iri] = record
-            snapshot = self._snapshot.replaced(record) if known else None
+            snapshot = self._snapshot.replaced(record) if known else self._snapshot.appended(record)
             if snapshot is None:
                 snapshot = _Snapshot.build(sorted(self._records.values(), key=lambda item: item.iri))
             self._snapshot = snapshot

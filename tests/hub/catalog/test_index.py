@@ -175,6 +175,49 @@ def test_incremental_republication_equals_a_full_rebuild() -> None:
             assert index.search(query) == rebuilt.search(query)
 
 
+def test_appending_new_collections_equals_a_full_rebuild(monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    from hub.catalog import index as module
+
+    rng = random.Random(5)
+    modalities, parts = ("CT", "MR", "PT"), ("CHEST", "HEAD")
+
+    def random_record(n: int) -> CollectionRecord:
+        return rec(
+            f"c{n:03d}",
+            f"s{n % 3}",
+            rng.choice([None, *range(5, 60)]),
+            tuple(rng.sample(modalities, 2)),
+            (rng.choice(parts),),
+        )
+
+    records = [random_record(n) for n in range(0, 60, 2)]  # even names first: new ones sort in between
+    index = SearchIndex(records)
+    builds: list[int] = []
+    original = module._Snapshot.build
+    monkeypatch.setattr(
+        module._Snapshot, "build", classmethod(lambda cls, rows: builds.append(len(rows)) or original(rows))
+    )
+    queries = [
+        SearchQuery(),
+        SearchQuery(modality=("CT",), sort="title"),
+        SearchQuery(body_part=("HEAD",), sort="subjects_asc"),
+        SearchQuery(text="collection", sort="modified_desc"),
+        SearchQuery(station=("s1",), min_subjects=10),
+    ]
+
+    for n in range(1, 40, 2):
+        new = random_record(n)
+        records.append(new)
+        index.upsert(new)
+        assert builds == []  # known vocabulary: appended, not rebuilt
+        rebuilt = SearchIndex(records)
+        builds.clear()
+        for query in queries:
+            assert index.search(query) == rebuilt.search(query)
+
+
 def test_search_text_matches_keywords() -> None:
     from hub.catalog.index import CollectionRecord, SearchIndex, SearchQuery
 
