@@ -67,6 +67,32 @@ def _to_rdflib(triples: list[ox.Triple]) -> Graph:
     return retype_counts(graph.parse(data=data.decode("utf-8"), format="nt"))
 
 
+def _fdp(request: Request, settings: SettingsDep) -> Graph:
+    return fdp_graph(
+        settings.base_iri,
+        title=settings.fdp_title,
+        description=settings.fdp_description,
+        publisher=settings.fdp_publisher,
+        version=request.app.version,
+    )
+
+
+def _catalog(catalog_id: str, session: SessionDep, settings: SettingsDep) -> Graph:
+    """The catalog's record with its datasets (404 for another catalog)."""
+    if catalog_id != CATALOG_ID:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no catalog {catalog_id!r}: this hub has {CATALOG_ID!r}")
+    datasets = [
+        dataset_iri(settings.base_iri, row.station_id, row.collection) for row in crud.list_collections(session=session)
+    ]
+    return catalog_graph(
+        settings.base_iri,
+        title=settings.fdp_title,
+        description=settings.fdp_description,
+        publisher=settings.fdp_publisher,
+        datasets=datasets,
+    )
+
+
 @router.get("/", responses=_RESPONSES, response_model=None)
 def read_fair_data_point(request: Request, settings: SettingsDep, format: FormatQuery = None) -> Response:
     """The FAIR Data Point's metadata (a browser asking for HTML is sent to the API docs)."""
@@ -76,13 +102,7 @@ def read_fair_data_point(request: Request, settings: SettingsDep, format: Format
         raise HTTPException(status.HTTP_406_NOT_ACCEPTABLE, detail=str(exc)) from exc
     if choice.html:
         return RedirectResponse("/docs", status_code=status.HTTP_303_SEE_OTHER)
-    graph = fdp_graph(
-        settings.base_iri,
-        title=settings.fdp_title,
-        description=settings.fdp_description,
-        publisher=settings.fdp_publisher,
-        version=request.app.version,
-    )
+    graph = _fdp(request, settings)
     return _render(request, graph, f"{settings.base_iri}/", format, container=catalog_iri(settings.base_iri))
 
 
@@ -91,18 +111,7 @@ def read_catalog(
     catalog_id: str, request: Request, session: SessionDep, settings: SettingsDep, format: FormatQuery = None
 ) -> Response:
     """The catalog record and the LDP container of its datasets."""
-    if catalog_id != CATALOG_ID:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no catalog {catalog_id!r}: this hub has {CATALOG_ID!r}")
-    datasets = [
-        dataset_iri(settings.base_iri, row.station_id, row.collection) for row in crud.list_collections(session=session)
-    ]
-    graph = catalog_graph(
-        settings.base_iri,
-        title=settings.fdp_title,
-        description=settings.fdp_description,
-        publisher=settings.fdp_publisher,
-        datasets=datasets,
-    )
+    graph = _catalog(catalog_id, session, settings)
     return _render(request, graph, catalog_iri(settings.base_iri), format)
 
 
@@ -156,13 +165,7 @@ def _subset(graph: Graph, subject: str) -> Graph:
 def read_catalogs(request: Request, settings: SettingsDep, format: FormatQuery = None) -> Response:
     """The LDP container of the FAIR Data Point's catalogs."""
     iri = f"{settings.base_iri.rstrip('/')}/catalogs"
-    graph = fdp_graph(
-        settings.base_iri,
-        title=settings.fdp_title,
-        description=settings.fdp_description,
-        publisher=settings.fdp_publisher,
-        version=request.app.version,
-    )
+    graph = _fdp(request, settings)
     return _render(request, _subset(graph, iri), iri, format)
 
 
@@ -171,18 +174,7 @@ def read_catalog_datasets(
     catalog_id: str, request: Request, session: SessionDep, settings: SettingsDep, format: FormatQuery = None
 ) -> Response:
     """The LDP container of the catalog's datasets."""
-    if catalog_id != CATALOG_ID:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no catalog {catalog_id!r}: this hub has {CATALOG_ID!r}")
-    datasets = [
-        dataset_iri(settings.base_iri, row.station_id, row.collection) for row in crud.list_collections(session=session)
-    ]
-    graph = catalog_graph(
-        settings.base_iri,
-        title=settings.fdp_title,
-        description=settings.fdp_description,
-        publisher=settings.fdp_publisher,
-        datasets=datasets,
-    )
+    graph = _catalog(catalog_id, session, settings)
     iri = f"{catalog_iri(settings.base_iri)}/datasets"
     return _render(request, _subset(graph, iri), iri, format)
 

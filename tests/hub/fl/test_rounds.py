@@ -81,23 +81,7 @@ def _manifest_for(fed: Federation, **plan: Any) -> dict[str, Any]:
 
 
 def _submit(fed: Federation, **plan: Any) -> dict[str, Any]:
-    manifest = TrainManifest(
-        name="fed-test",
-        kind=TrainKind.FEDERATED,
-        entrypoint="main.py",
-        bundle_hash=fed.bundle,
-        outputs=({"name": "update.safetensors", "type": "safetensors"},),  # type: ignore[arg-type]
-        federated=FederatedPlan(**plan),
-        project_id=fed.project_id,
-        collections=tuple(fed.collections.values()),
-        researcher=fed.researcher.username,
-        signing_public_key=fed.researcher.keys.signing_public,
-        encryption_public_key=fed.researcher.keys.encryption_public,
-        created_at=datetime.now(UTC),
-        nonce=secrets.token_hex(16),
-    )
-    signed: SignedManifest = sign_manifest(manifest, fed.researcher.keys.signing)
-    answer = fed.client.post("/trains", json=signed.model_dump(mode="json"), headers=fed.researcher.headers)
+    answer = fed.client.post("/trains", json=_manifest_for(fed, **plan), headers=fed.researcher.headers)
     assert answer.status_code == 201, answer.text
     result: dict[str, Any] = answer.json()
     return result
