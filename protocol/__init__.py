@@ -78,10 +78,44 @@ from ._schemas import StationEnrolment as StationEnrolment
 from ._schemas import TrainKind as TrainKind
 from ._schemas import TrainManifest as TrainManifest
 from ._schemas import utc_now as utc_now
+from ._secagg import SECAGG_PRIME as SECAGG_PRIME
+from ._secagg import SecAggAdvert as SecAggAdvert
+from ._secagg import SecAggMember as SecAggMember
+from ._secagg import SecAggPhase as SecAggPhase
+from ._secagg import SecAggReveal as SecAggReveal
+from ._secagg import SecAggRoster as SecAggRoster
+from ._secagg import SecAggShare as SecAggShare
+from ._secagg import SecAggShares as SecAggShares
+from ._secagg import SecAggSharesFor as SecAggSharesFor
+from ._secagg import SecAggSurvivors as SecAggSurvivors
+from ._secagg import SecAggUpload as SecAggUpload
+from ._secagg import advert_bytes as advert_bytes
+from ._secagg import agree_seed as agree_seed
+from ._secagg import decrypt_share as decrypt_share
+from ._secagg import dequantise as dequantise
+from ._secagg import encrypt_share as encrypt_share
+from ._secagg import mask_from_seed as mask_from_seed
+from ._secagg import mask_update as mask_update
+from ._secagg import public_key_text as public_key_text
+from ._secagg import quantise as quantise
+from ._secagg import raw_private_key as raw_private_key
+from ._secagg import reconstruct_secret as reconstruct_secret
+from ._secagg import scale_for as scale_for
+from ._secagg import split_secret as split_secret
+from ._secagg import threshold_for as threshold_for
+from ._secagg import unmask_sum as unmask_sum
+from ._tensorfile import read_tensors as read_tensors
+from ._tensorfile import read_tensors_metadata as read_tensors_metadata
+from ._tensorfile import write_tensors as write_tensors
+from ._transfer import DEFAULT_CHUNK_BYTES as DEFAULT_CHUNK_BYTES
+from ._transfer import UploadStart as UploadStart
+from ._transfer import UploadStatus as UploadStatus
 
 __all__ = [
+    "DEFAULT_CHUNK_BYTES",
     "GENESIS_HASH",
     "REMOTE_PROCESSING",
+    "SECAGG_PRIME",
     "AuditEntry",
     "AuditHead",
     "AuditProblem",
@@ -111,6 +145,16 @@ __all__ = [
     "Role",
     "RoundSpec",
     "SealedBox",
+    "SecAggAdvert",
+    "SecAggMember",
+    "SecAggPhase",
+    "SecAggReveal",
+    "SecAggRoster",
+    "SecAggShare",
+    "SecAggShares",
+    "SecAggSharesFor",
+    "SecAggSurvivors",
+    "SecAggUpload",
     "SignatureError",
     "SignedGrant",
     "SignedManifest",
@@ -121,6 +165,10 @@ __all__ = [
     "TrainManifest",
     "TrainyardError",
     "UpdateKey",
+    "UploadStart",
+    "UploadStatus",
+    "advert_bytes",
+    "agree_seed",
     "audit_entries_from_jsonl",
     "audit_export_text",
     "audit_to_prov_turtle",
@@ -130,14 +178,26 @@ __all__ = [
     "content_address",
     "content_address_for_file",
     "content_digest",
+    "decrypt_share",
+    "dequantise",
+    "encrypt_share",
     "generate_key_pair",
     "is_content_address",
     "key_id_for_public_key",
     "load_key_pair",
+    "mask_from_seed",
+    "mask_update",
     "next_audit_entry",
     "open_sealed",
     "public_key_from_text",
+    "public_key_text",
+    "quantise",
+    "raw_private_key",
+    "read_tensors",
+    "read_tensors_metadata",
+    "reconstruct_secret",
     "save_key_pair",
+    "scale_for",
     "seal",
     "sign_bytes",
     "sign_envelope",
@@ -145,6 +205,9 @@ __all__ = [
     "sign_manifest",
     "sign_publication",
     "sign_request",
+    "split_secret",
+    "threshold_for",
+    "unmask_sum",
     "utc_now",
     "verify_audit_chain",
     "verify_bytes",
@@ -154,4 +217,5 @@ __all__ = [
     "verify_manifest",
     "verify_publication",
     "verify_request",
+    "write_tensors",
 ]

@@ -219,7 +219,15 @@ class FederatedPlan(_Message):
         description="the round-1 global model (an uploaded safetensors artifact); differential privacy needs it, "
         "since changes are clipped against the model the stations started from",
     )
-    secagg: bool = False
+    secagg: bool = Field(
+        default=False, description="secure aggregation: pairwise-masked updates, the hub learns only their sum"
+    )
+    secagg_clip: float = Field(
+        default=64.0, gt=0.0, le=1e6, description="secagg: each element of a station's change is clipped to this bound"
+    )
+    secagg_phase_s: float = Field(
+        default=300.0, gt=0.0, le=24 * 3600.0, description="secagg: seconds each step after the keys waits for stations"
+    )
     seed: int = Field(default=0, ge=0)
     early_stopping_metric: str | None = Field(default=None, max_length=64)
     early_stopping_mode: Annotated[str, StringConstraints(pattern=r"^(max|min)$")] = "max"
