@@ -64,6 +64,7 @@ from .rounds import keep_station_state, prepare_round, take_update
 from .state import StationIdentity, StationState
 from .stewards import check_job_grants, read_stewards
 from .summary import summarise_collection
+from .transfer import TransferError, TransferRefused, download_file, upload_file
 
 __all__ = ["HubError", "StationAgent", "enrol", "hub_client", "publish_collections", "run_agent"]
 
@@ -564,6 +565,19 @@ class StationAgent:
             raise _Refusal(f"the {what} does not match the signed manifest: {exc}", rule="content-address") from exc
         return data
 
+    def _download_to_file(self, address: str, target: Path, *, what: str, limit: int) -> Path:
+        """Stream an artifact to ``target`` (resuming a broken download), checked against its signed address."""
+        try:
+            return download_file(self.client, f"/artifacts/{address}", target, address=address, max_bytes=limit)
+        except TransferRefused as exc:
+            if exc.status == 413:
+                raise _Refusal(f"the {what} is larger than the station's limit of {limit} bytes") from exc
+            raise _Refusal(f"the hub does not deliver the {what} {address}: {exc}") from exc
+        except protocol.ContentHashError as exc:
+            raise _Refusal(f"the {what} does not match the signed manifest: {exc}", rule="content-address") from exc
+        except TransferError as exc:
+            raise httpx.HTTPError(str(exc)) from exc
+
     def _station_gpus(self, asked: float) -> int:
         """How many GPUs one job may have here: the station's ``gpus`` with an executor that gives GPUs
         (Docker, Kubernetes); the sandbox gives none."""
@@ -679,8 +693,8 @@ class StationAgent:
                 job,
                 job_dir,
                 state_root=self.state.root,
-                download=lambda address: self._download_artifact(
-                    address, what="global model", limit=self.settings.max_model_mb * _MB
+                download=lambda address, target: self._download_to_file(
+                    address, target, what="global model", limit=self.settings.max_model_mb * _MB
                 ),
             )
         job_file.write_bytes(protocol.canonical_json(job_document))
@@ -858,18 +872,36 @@ class StationAgent:
         if kept is None:
             logger.error("the model update of job %s is no longer at the station", envelope.job_id)
             return True  # the hub may hold it already; the envelope upload will tell
-        # The signed request covers the body's digest, so the update is read whole (see the README's limits).
+        if kept.stat().st_size > protocol.DEFAULT_CHUNK_BYTES:
+            return self._upload_update_in_chunks(envelope, kept)
+        # One signed request covers the body's digest: only an update of at most one chunk goes whole.
         response = self.client.put(
             path, content=kept.read_bytes(), headers={"content-type": "application/octet-stream"}
         )
         if response.status_code in (200, 201):
             return True
+        if response.status_code == 413:  # the hub takes smaller requests: send it in its chunk size
+            return self._upload_update_in_chunks(envelope, kept)
         if 400 <= response.status_code < 500 and response.status_code not in {408, 429}:
             logger.error("the hub refused the model update of job %s: %s", envelope.job_id, _detail(response))
             self._audit("result.rejected", job_id=envelope.job_id, detail=_detail(response))
             self.outbox.remove(envelope.job_id)
             return False
         raise httpx.HTTPError(f"the hub answered {response.status_code} to the model update")
+
+    def _upload_update_in_chunks(self, envelope: ResultEnvelope, kept: Path) -> bool:
+        """Send a large update as a resumable upload (chunks on the hub's disk); False when refused for good."""
+        assert envelope.update is not None
+        try:
+            upload_file(self.client, envelope.job_id, kept, address=envelope.update.address)
+        except TransferRefused as refused:
+            logger.error("the hub refused the model update of job %s: %s", envelope.job_id, refused)
+            self._audit("result.rejected", job_id=envelope.job_id, detail=str(refused))
+            self.outbox.remove(envelope.job_id)
+            return False
+        except TransferError as exc:  # the retry goes on from the offset the hub holds
+            raise httpx.HTTPError(str(exc)) from exc
+        return True
 
     def flush_outbox(self) -> int:
         """Try to upload every queued envelope once; return how many are still waiting."""

@@ -45,13 +45,19 @@ def _state_path(state_root: Path, job: Job) -> Path:
     return state_root / "fl" / file_name_for_job(job.train_id) / f"{file_name_for_job(job.collection)}.safetensors"
 
 
-def prepare_round(job: Job, job_dir: Path, *, state_root: Path, download: Callable[[str], bytes]) -> dict[str, Any]:
-    """Put the round's inputs in ``job_dir``; return the ``round`` section of the job file."""
+def prepare_round(
+    job: Job, job_dir: Path, *, state_root: Path, download: Callable[[str, Path], object]
+) -> dict[str, Any]:
+    """Put the round's inputs in ``job_dir``; return the ``round`` section of the job file.
+
+    ``download(address, target)`` streams the global model to the file ``target`` (checked against
+    its address on the way), so a large model is never held in memory.
+    """
     assert job.round is not None
     section: dict[str, Any] = {"number": job.round.number, "config": dict(job.round.config)}
     section["global_model"] = None
     if job.round.global_model is not None:
-        (job_dir / GLOBAL_MODEL_FILE).write_bytes(download(job.round.global_model))
+        download(job.round.global_model, job_dir / GLOBAL_MODEL_FILE)
         section["global_model"] = GLOBAL_MODEL_FILE
     kept = _state_path(state_root, job)
     section["station_state"] = None

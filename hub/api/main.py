@@ -20,6 +20,7 @@ from hub.api.routes import (
     stations,
     tokens,
     trains,
+    uploads,
     users,
 )
 
@@ -31,6 +32,7 @@ api_router.include_router(audit.router)
 api_router.include_router(users.router)
 api_router.include_router(tokens.router)
 api_router.include_router(stations.router)
+api_router.include_router(uploads.router)
 api_router.include_router(catalog.router)
 api_router.include_router(projects.router)
 api_router.include_router(access_requests.router)

@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     max_update_bytes: int = Field(
         default=4 << 30, gt=0, description="largest model update a station may upload (bytes, streamed to disk)"
     )
+    upload_chunk_bytes: int = Field(
+        default=8 << 20,
+        gt=0,
+        le=64 << 20,
+        description="largest chunk of a resumable upload, and largest update sent in one request (bytes)",
+    )
+    upload_ttl_s: float = Field(
+        default=24 * 3600.0, gt=0, description="an unfinished resumable upload untouched this long is dropped"
+    )
     sparql_timeout_s: float = Field(default=10.0, gt=0, le=300, description="time limit of one SPARQL query")
     catalog_sparql_query_url: str | None = Field(
         default=None,

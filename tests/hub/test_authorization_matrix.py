@@ -67,6 +67,9 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/stations/me/jobs/{job_id}/result"): frozenset({STATION_ROLE}),
     ("POST", "/stations/me/jobs/{job_id}/heartbeat"): frozenset({STATION_ROLE}),
     ("PUT", "/stations/me/jobs/{job_id}/update/{address}"): frozenset({STATION_ROLE}),
+    ("POST", "/stations/me/jobs/{job_id}/uploads"): frozenset({STATION_ROLE}),
+    ("GET", "/stations/me/jobs/{job_id}/uploads/{upload_id}"): frozenset({STATION_ROLE}),
+    ("PUT", "/stations/me/jobs/{job_id}/uploads/{upload_id}/{offset}"): frozenset({STATION_ROLE}),
     ("GET", "/collections"): ANY_USER,
     ("GET", "/collections/{station}/{collection}"): ANY_USER,
     ("GET", "/projects"): RESEARCHERS,
@@ -178,6 +181,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 "project_id": project_id,
                 "version": "1",
                 "grant_id": grant["id"],
+                "upload_id": "no-such-upload",
+                "offset": "0",
             },
         )
     security._N = original

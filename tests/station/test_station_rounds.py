@@ -44,7 +44,9 @@ def test_prepare_round_puts_the_global_model_and_kept_state_in_the_job_folder(fl
     assert keep_station_state(fl_job, out_dir, state_root=root)
     assert not (out_dir / STATION_STATE_FILE).exists()  # never among the outputs
 
-    section = prepare_round(fl_job, job_dir, state_root=root, download=lambda address: GLOBAL)
+    section = prepare_round(
+        fl_job, job_dir, state_root=root, download=lambda address, target: target.write_bytes(GLOBAL)
+    )
 
     assert section == {
         "number": 2,
@@ -59,7 +61,9 @@ def test_prepare_round_puts_the_global_model_and_kept_state_in_the_job_folder(fl
 def test_first_round_has_no_global_model(fl_job: Job, tmp_path: Path) -> None:
     first = fl_job.model_copy(update={"round": RoundSpec(number=1)})
 
-    section = prepare_round(first, tmp_path, state_root=tmp_path / "state", download=lambda address: b"")
+    section = prepare_round(
+        first, tmp_path, state_root=tmp_path / "state", download=lambda address, target: target.write_bytes(b"")
+    )
 
     assert section["global_model"] is None
     assert section["station_state"] is None

@@ -30,6 +30,7 @@ from hub.api.deps import (
     VaultDep,
     WakeupsDep,
 )
+from hub.api.routes.uploads import ChunkLength
 from hub.blobs import BlobStore
 from hub.catalog.index import SearchIndex, records_from_store
 from hub.catalog.records import distribution_triples
@@ -235,12 +236,14 @@ async def upload_job_update(
     address: str,
     request: Request,
     response: Response,
+    _length: ChunkLength,
     station: CurrentStation,
     engine: EngineDep,
     artifacts: ArtifactsDep,
     settings: SettingsDep,
 ) -> ArtifactPublic:
-    """Stream a federated job's model update (safetensors) under its content address, before its envelope."""
+    """Upload a federated job's model update (safetensors) of up to one chunk under its content address, before
+    its envelope; a larger one goes through the resumable upload (``POST /stations/me/jobs/{job_id}/uploads``)."""
     job = await anyio.to_thread.run_sync(_job_for_station, engine, job_id, station.id)
     if job.fl_round is None:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"job {job_id!r} is not a federated round's job")
