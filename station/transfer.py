@@ -165,6 +165,8 @@ def download_file(
                         return target
                     partial.unlink(missing_ok=True)
                     continue
+                if response.status_code >= 400:
+                    response.read()  # a short error body, for its detail
                 _raise_for(response, f"downloading {address}")
                 if response.status_code != 206:  # the whole file again: start over
                     digest, have = hashlib.sha256(), 0
