@@ -60,7 +60,8 @@ from .outbox import Outbox, file_name_for_job
 from .output_policy import DisclosureRules, OutputViolation, check_disclosure, filter_log_tail
 from .outputs import collect_outputs
 from .policy import check_acceptance, check_resources, code_approved, read_policy, write_policy
-from .rounds import keep_station_state, prepare_round, take_update
+from .rounds import GLOBAL_MODEL_FILE, keep_station_state, prepare_round, take_update
+from .secagg import SecAggRefused, forget_round, mask_round_update
 from .state import StationIdentity, StationState
 from .stewards import check_job_grants, read_stewards
 from .summary import summarise_collection
@@ -425,7 +426,15 @@ class StationAgent:
             except protocol.PolicyError as exc:
                 self._audit("job.failed", job_id=job.job_id, reason=str(exc), rule="update")
                 return self._envelope(job, JobStatus.FAILED, failure=JobFailure(reason=str(exc)[:2000]))
+            if (manifest.federated or protocol.FederatedPlan()).secagg:
+                try:
+                    update, update_ref = self._mask_update(job, work, update, update_ref)
+                except SecAggRefused as exc:
+                    self._audit("job.failed", job_id=job.job_id, reason=str(exc), rule="secure aggregation")
+                    reason = f"secure aggregation did not complete: {exc}"
+                    return self._envelope(job, JobStatus.FAILED, failure=JobFailure(reason=reason[:2000]))
             self.outbox.put_update(job.job_id, update)  # durable before the envelope that names it
+            forget_round(self.state.root, job.job_id)
         payload = ResultPayload(
             job_id=job.job_id,
             station=self.identity.name,
@@ -458,6 +467,27 @@ class StationAgent:
             self.approvals.hold(job, Gate.RELEASE, "the station's operator releases each result by hand")
             self._audit("result.held", job_id=job.job_id, outputs=sorted(files))
         return envelope
+
+    def _mask_update(
+        self, job: Job, work: Path, update: bytes, ref: protocol.ModelUpdateRef
+    ) -> tuple[bytes, protocol.ModelUpdateRef]:
+        """Secure aggregation: the masked update (and its reference, with the plain update's metrics) to send."""
+        base_file = work / "job" / GLOBAL_MODEL_FILE
+        base = (
+            base_file.read_bytes() if job.round is not None and job.round.global_model and base_file.is_file() else None
+        )
+        self._audit("secagg.started", job_id=job.job_id, round=job.round.number if job.round else None)
+        masked, masked_ref = mask_round_update(
+            client=self.client,
+            job=job,
+            keys=self.keys,
+            state_root=self.state.root,
+            update=update,
+            num_examples=ref.num_examples,
+            base=base,
+        )
+        self._audit("secagg.masked", job_id=job.job_id, update=masked_ref.address)
+        return masked, masked_ref.model_copy(update={"metrics": dict(ref.metrics)})
 
     def _envelope(
         self,

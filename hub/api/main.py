@@ -16,6 +16,7 @@ from hub.api.routes import (
     jobs,
     models,
     projects,
+    secagg,
     sparql,
     stations,
     tokens,
@@ -32,6 +33,7 @@ api_router.include_router(audit.router)
 api_router.include_router(users.router)
 api_router.include_router(tokens.router)
 api_router.include_router(stations.router)
+api_router.include_router(secagg.router)
 api_router.include_router(uploads.router)
 api_router.include_router(catalog.router)
 api_router.include_router(projects.router)

@@ -33,6 +33,7 @@ from hub.models import (
     Project,
     RoundStatus,
     RunStatus,
+    SecAggStep,
     Train,
 )
 from hub.strategies import RoundError, RoundFailure
@@ -40,6 +41,7 @@ from hub.strategies.dp import DifferentialPrivacy, epsilon_for
 from protocol import FederatedPlan, JobStatus, ModelUpdateRef, RoundSpec, SignedManifest, utc_now
 
 from ._plans import LazyResults, UpdateFormatError, decode_state, encode_state, rounds_for, strategy_for
+from ._secagg import SecureAggregation
 
 __all__ = ["RoundCoordinator", "plan_of"]
 
@@ -72,6 +74,7 @@ class RoundCoordinator:
         self.artifacts = artifacts
         self._notify = notify
         self._lock = threading.Lock()
+        self.secagg = SecureAggregation(artifacts)
 
     def __repr__(self) -> str:
         return f"RoundCoordinator(artifacts={self.artifacts!r})"
@@ -112,15 +115,16 @@ class RoundCoordinator:
             )
         session.add_all(jobs)
         size = self._size_of(run.global_model)
+        deadline = utc_now() + timedelta(seconds=plan.round_deadline_s)
         session.add(
             FLRound(
-                train_id=train.id,
-                number=number,
-                deadline=utc_now() + timedelta(seconds=plan.round_deadline_s),
-                asked=list(chosen),
-                bytes_down=size * len(jobs),
+                train_id=train.id, number=number, deadline=deadline, asked=list(chosen), bytes_down=size * len(jobs)
             )
         )
+        if plan.secagg:
+            self.secagg.open_round(
+                session, train_id=train.id, number=number, round_deadline=deadline, base_model=run.global_model
+            )
         run.current_round = number
         run.updated_at = utc_now()
         session.add(run)
@@ -166,6 +170,12 @@ class RoundCoordinator:
             late = utc_now() >= round_row.deadline or force_deadline
             updates = self._usable_updates(session, train_id, run.current_round, plan.max_staleness)
             fresh = [u for u in updates if u.round == run.current_round]
+            if plan.secagg:
+                if not self._secagg_ready(session, run, plan, round_row, jobs):
+                    return run
+                finished, late = jobs, True  # the protocol decided who is in; the rest are dropped
+                updates = self._usable_updates(session, train_id, run.current_round, 0)
+                fresh = updates
             if len(finished) < len(jobs) and not late:
                 return run  # still waiting for stations within the deadline
             if late:
@@ -174,6 +184,23 @@ class RoundCoordinator:
                 return run
             self._close_round(session, run, train, plan, round_row, jobs, updates, fresh)
             return run
+
+    def _secagg_ready(
+        self, session: Session, run: FLRun, plan: FederatedPlan, round_row: FLRound, jobs: Sequence[Job]
+    ) -> bool:
+        """Move the round's secure aggregation on; True when the round can close (unmasked, or failed)."""
+        sa = self.secagg.round_for(session, run.train_id, round_row.number)
+        if sa is None:
+            return False
+        step = self.secagg.progress(session, sa=sa, plan=plan, round_row=round_row, jobs=jobs)
+        if step == SecAggStep.FAILED:
+            return True
+        if step != SecAggStep.DONE:
+            return False
+        for job in jobs:
+            session.refresh(job)
+        # the survivors' envelopes follow their reveals; wait for them a step's time at most
+        return all(job.status in _FINISHED for job in jobs) or utc_now() >= sa.step_deadline
 
     def _usable_updates(self, session: Session, train_id: str, number: int, staleness: int) -> list[FLUpdate]:
         query = select(FLUpdate).where(
@@ -236,8 +263,11 @@ class RoundCoordinator:
         entries = [(u.collection, u.num_examples, dict(u.metrics)) for u in updates]
         addresses = [u.address for u in updates]
         try:
-            results = LazyResults(entries, lambda i: self.artifacts.read_bytes(addresses[i]), base)
-            state, metrics = strategy.aggregate_round(number, results, failures)
+            if plan.secagg:
+                state, metrics, updates = self._secagg_result(session, train.id, number, updates, failures)
+            else:
+                results = LazyResults(entries, lambda i: self.artifacts.read_bytes(addresses[i]), base)
+                state, metrics = strategy.aggregate_round(number, results, failures)
         except (RoundError, UpdateFormatError, ValueError) as exc:
             self._fail(session, run, round_row, f"round {number} could not be aggregated: {exc}")
             return
@@ -274,6 +304,25 @@ class RoundCoordinator:
         )
         if new_jobs and callable(self._notify):
             self._notify(job.station_id for job in new_jobs)
+
+    def _secagg_result(
+        self,
+        session: Session,
+        train_id: str,
+        number: int,
+        updates: Sequence[FLUpdate],
+        failures: Sequence[RoundFailure],
+    ) -> tuple[dict[str, torch.Tensor], dict[str, float], list[FLUpdate]]:
+        """The unmasked mean of a secure-aggregation round, its metrics, and the survivors' (masked) updates."""
+        sa = self.secagg.round_for(session, train_id, number)
+        if sa is None or sa.step != SecAggStep.DONE or sa.result is None:
+            reason = sa.reason if sa is not None and sa.reason else "the protocol did not finish"
+            raise RoundError(f"secure aggregation failed: {reason}")
+        survivors = set(sa.survivors)
+        kept = [u for u in updates if u.collection in survivors]
+        metrics = _weighted_metrics([(u.num_examples, dict(u.metrics)) for u in kept])
+        metrics |= {"stations": float(len(survivors)), "failures": float(len(failures))}
+        return self._read_state(sa.result) or {}, metrics, kept
 
     def _track_best(self, run: FLRun, plan: FederatedPlan, metrics: dict[str, float], number: int) -> str:
         """Update the best metric; return why the run stops early (empty: keep going)."""
@@ -403,6 +452,18 @@ class RoundCoordinator:
             except Exception:  # one broken run must not stop the others
                 logger.exception("advancing federated run %s failed", train_id)
         return len(running)
+
+
+def _weighted_metrics(entries: Sequence[tuple[int, dict[str, float]]]) -> dict[str, float]:
+    """Example-weighted means of the stations' metrics, and the example count (as the strategies report)."""
+    out: dict[str, float] = {}
+    for key in sorted({k for _, metrics in entries for k in metrics}):
+        having = [(n, metrics[key]) for n, metrics in entries if key in metrics]
+        weight = sum(n for n, _ in having)
+        if weight:
+            out[key] = sum(n * value for n, value in having) / weight
+    out["num_examples"] = float(sum(n for n, _ in entries))
+    return out
 
 
 def _dp_budget(plan: FederatedPlan, rounds: int) -> dict[str, float | str | None] | None:

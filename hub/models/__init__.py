@@ -40,6 +40,9 @@ from hub.models._rounds import ModelVersionPublic as ModelVersionPublic
 from hub.models._rounds import ModelVersionsPublic as ModelVersionsPublic
 from hub.models._rounds import RoundStatus as RoundStatus
 from hub.models._rounds import RunStatus as RunStatus
+from hub.models._secagg import SecAggMessage as SecAggMessage
+from hub.models._secagg import SecAggRound as SecAggRound
+from hub.models._secagg import SecAggStep as SecAggStep
 from hub.models._stations import EnrolmentToken as EnrolmentToken
 from hub.models._stations import EnrolmentTokenCreate as EnrolmentTokenCreate
 from hub.models._stations import EnrolmentTokenPublic as EnrolmentTokenPublic
@@ -124,6 +127,9 @@ __all__ = [
     "RunStatus",
     "ScreeningFinding",
     "ScreeningReport",
+    "SecAggMessage",
+    "SecAggRound",
+    "SecAggStep",
     "Slug",
     "Station",
     "StationPublic",

@@ -17,7 +17,7 @@ from hub.api.deps import (
     WakeupsDep,
 )
 from hub.models import Collection, FLRunPublic, Job, Train, TrainPublic, TrainsPublic
-from protocol import SignatureError, SignedManifest, TrainKind, TrainManifest, verify_manifest
+from protocol import FederatedPlan, SignatureError, SignedManifest, TrainKind, TrainManifest, verify_manifest
 
 router = APIRouter(prefix="/trains", tags=["trains"])
 
@@ -165,15 +165,38 @@ def read_train_rounds(train: ReadableTrain, session: SessionDep, rounds: RoundsD
     return run
 
 
+def _check_secagg(plan: FederatedPlan) -> None:
+    """Secure aggregation sums masked updates: only for averaging strategies, dense updates and no hub noise."""
+    problem = None
+    if plan.strategy not in ("fedavg", "fedprox"):
+        problem = (
+            f"secure aggregation (secagg = true) works with fedavg and fedprox, not {plan.strategy}: the hub would "
+            "need each station's own model"
+        )
+    elif plan.compression in ("topk", "sign"):
+        problem = (
+            f"secure aggregation (secagg = true) cannot use {plan.compression} compression: masked updates are dense; "
+            'use compression = "fp16" or "none"'
+        )
+    elif plan.dp_clip_norm is not None or plan.dp_noise_multiplier is not None:
+        problem = (
+            "secure aggregation (secagg = true) cannot be combined with the hub's differential privacy: the hub "
+            "never sees a station's change to clip it, and the noise would have to be added at the stations"
+        )
+    elif plan.max_staleness:
+        problem = (
+            "secure aggregation (secagg = true) needs max_staleness = 0: a late update's masks belong to its round"
+        )
+    if problem is not None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=problem)
+
+
 def _check_federated(manifest: TrainManifest, artifacts: ArtifactsDep) -> None:
     """A federated train declares the safetensors output its update travels in; a private one starts from a
     known model."""
     plan = manifest.federated
     if plan is not None and plan.secagg:
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST,
-            detail="secure aggregation (secagg = true) is not available on this hub yet; submit without it",
-        )
+        _check_secagg(plan)
     if plan is not None and (plan.dp_clip_norm is None) != (plan.dp_noise_multiplier is None):
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST,

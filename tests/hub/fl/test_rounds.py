@@ -468,12 +468,3 @@ def test_differential_privacy_needs_the_initial_model_and_clips_each_change(fede
     model = federation.client.get(f"/models/{run['model_id']}", headers=federation.researcher.headers).json()
     assert model["provenance"]["dp"]["clip_norm"] == 1.0
     assert "central DP" in model["provenance"]["dp"]["mechanism"]
-
-
-def test_a_plan_asking_for_secure_aggregation_is_refused_until_it_exists(federation: Federation) -> None:
-    answer = federation.client.post(
-        "/trains", json=_manifest_for(federation, secagg=True), headers=federation.researcher.headers
-    )
-
-    assert answer.status_code == 400
-    assert "secure aggregation" in answer.json()["detail"]
