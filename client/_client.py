@@ -6,6 +6,7 @@ client signs manifests and opens sealed results locally.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from collections.abc import Sequence
@@ -623,6 +624,52 @@ class TrainyardClient:
         response = self._request("GET", f"/models/{model_id}/weights")
         verify_content_address(response.content, model["address"])
         return response.content
+
+    def download_model_weights(self, model_id: str, target: Path) -> Path:
+        """Stream a registered model's weights to ``target``, hashing on the way; resume a partial download.
+
+        The bytes land in ``<target>.part`` (a later call resumes it with an HTTP ``Range`` request) and
+        take the name ``target`` only once they match the model's content address; nothing is held whole.
+        """
+        model = self.read_model(model_id)
+        partial = target.with_name(target.name + ".part")
+        digest = hashlib.sha256()
+        have = partial.stat().st_size if partial.is_file() else 0
+        if have:
+            with partial.open("rb") as handle:
+                while block := handle.read(1 << 20):
+                    digest.update(block)
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        path = f"/models/{model_id}/weights"
+        try:
+            with self._http.stream("GET", path, headers=headers) as response:
+                if response.status_code == 416:
+                    partial.unlink(missing_ok=True)
+                    return self.download_model_weights(model_id, target)
+                if response.is_error:
+                    response.read()
+                    raise ClientError(
+                        f"GET {path} failed ({response.status_code}): {_detail(response)}", status=response.status_code
+                    )
+                if response.status_code != 206:
+                    digest, have = hashlib.sha256(), 0
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with partial.open("r+b" if have else "wb") as out:
+                    out.seek(have)
+                    out.truncate()
+                    for block in response.iter_bytes(1 << 20):
+                        digest.update(block)
+                        out.write(block)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"the download of model {model_id} broke off (run it again to resume): {exc}") from exc
+        got = "sha256:" + digest.hexdigest()
+        if got != model["address"]:
+            partial.unlink(missing_ok=True)
+            raise ClientError(f"the weights of model {model_id} do not match their address {model['address']}: {got}")
+        partial.replace(target)
+        return target
 
     def cancel_train(self, train_id: str) -> dict[str, Any]:
         """Cancel a train's unfinished jobs; return the train with its jobs."""

@@ -508,18 +508,69 @@ def models_get(
     model_id: Annotated[str, typer.Argument(help="The model id from 'trainyard models list'.")],
     out: Annotated[Path, typer.Option(help="Folder for the weights and provenance.")] = Path("models"),
 ) -> None:
-    """Download a model's safetensors weights (checked against their content address) and its provenance."""
+    """Download a model's safetensors weights (streamed, checked against their content address) and its provenance."""
     try:
         client = _client()
         model = client.read_model(model_id)
-        weights = client.fetch_model_weights(model_id)
+        stem = f"{model['name']}-v{model['version']}"
+        weights = client.download_model_weights(model_id, out / f"{stem}.safetensors")
     except TrainyardError as error:
         _fail(error)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"{model['name']}-v{model['version']}"
-    (out / f"{stem}.safetensors").write_bytes(weights)
     (out / f"{stem}.provenance.json").write_text(json.dumps(model, indent=2), encoding="utf-8")
-    console.print(f"{stem}: {len(weights)} bytes → {out / (stem + '.safetensors')} (+ provenance.json)")
+    console.print(f"{stem}: {weights.stat().st_size} bytes → {weights} (+ provenance.json)")
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise typer.BadParameter(f"{text!r} is not a shape such as 1,1,64,64 (batch first)")
+    return shape
+
+
+@models_app.command("export-onnx")
+def models_export_onnx(
+    model: Annotated[
+        str, typer.Argument(help="A model id from 'trainyard models list', or a downloaded .safetensors file.")
+    ],
+    train: Annotated[
+        Path, typer.Option("--train", help="The train folder whose entrypoint defines the model builder.")
+    ],
+    input_shape: Annotated[
+        str, typer.Option("--input-shape", help="An example input's shape, batch first, e.g. 1,1,64,64.")
+    ],
+    builder: Annotated[str, typer.Option(help="The entrypoint's function that builds the model.")] = "build_model",
+    out: Annotated[Path, typer.Option(help="Folder for the weights (when downloaded) and the .onnx file.")] = Path(
+        "models"
+    ),
+    tolerance: Annotated[float, typer.Option(help="Largest difference allowed between ONNX Runtime and torch.")] = 1e-4,
+) -> None:
+    """Export a registered model to ONNX here, with the train's own model code; checked in ONNX Runtime.
+
+    The hub never runs a researcher's code, so the export happens on your machine: the weights load
+    into the train's build_model(), torch.onnx.export writes the graph (batch dimension dynamic) and
+    ONNX Runtime must match torch within --tolerance on random inputs before the file is kept.
+    """
+    from client._onnx import export_onnx
+
+    shape = _shape(input_shape)
+    weights = Path(model)
+    try:
+        if not weights.is_file():
+            client = _client()
+            row = client.read_model(model)
+            weights = client.download_model_weights(model, out / f"{row['name']}-v{row['version']}.safetensors")
+        report = export_onnx(
+            weights, train, out / f"{weights.stem}.onnx", input_shape=shape, builder=builder, tolerance=tolerance
+        )
+    except TrainyardError as error:
+        _fail(error)
+    console.print(
+        f"{report.path}: ONNX opset {report.opset}; ONNX Runtime matches torch on {report.inputs_checked} inputs "
+        f"(largest difference {report.max_abs_diff:.2e})"
+    )
 
 
 @results_app.command("get")
