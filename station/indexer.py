@@ -8,7 +8,9 @@ Layered from lazy to convenient, like pydicom's reader:
   (``stop_before_pixels`` and ``specific_tags``: pixel data is never read);
 - :func:`index_collection` stores them in :class:`DicomIndex` (tables ``patient``,
   ``study``, ``series``, ``instance``), with the patient id replaced by an HMAC-SHA256
-  pseudonym keyed by a per-station secret.
+  pseudonym keyed by a per-station secret. Worker processes read the headers and build the
+  rows; the harvesting process only writes them (SQLite in WAL mode, one transaction per
+  chunk of files).
 
 Per series the index keeps modality, body part, manufacturer, model, software version, slice
 thickness, pixel spacing, rows/columns, kVp, field strength, sequence, contrast agent,
@@ -21,6 +23,7 @@ band, and years.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import math
@@ -29,7 +32,7 @@ import re
 import sqlite3
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -284,52 +287,92 @@ def read_header(path: Path) -> DicomHeader | SkippedFile:
     >>> read_header(Path(get_testdata_file("CT_small.dcm"))).modality
     'CT'
     """
-    if path.name.upper() == "DICOMDIR":
-        return SkippedFile(path, _DICOMDIR_REASON)
+    values = _read_values(str(path))
+    if isinstance(values, str):
+        return SkippedFile(path, values)
+    return DicomHeader(path=path, **_header_fields(values))
+
+
+def _read_values(path: str) -> dict[str, str | None] | str:
+    """The wanted attributes of one file (the fast scanner, else pydicom), or why it cannot be indexed."""
+    if os.path.basename(path).upper() == "DICOMDIR":
+        return _DICOMDIR_REASON
     try:
-        values = scan_header(path) or _pydicom_values(path)  # the fast scanner, else pydicom
+        values = scan_header(path) or _pydicom_values(Path(path))
     except InvalidDicomError:
-        return SkippedFile(path, _NOT_DICOM_REASON)
+        return _NOT_DICOM_REASON
     except Exception as exc:  # pydicom raises many kinds on damaged files
-        return SkippedFile(path, f"unreadable DICOM ({type(exc).__name__})")
+        return f"unreadable DICOM ({type(exc).__name__})"
     missing = [keyword for keyword in REQUIRED_KEYWORDS if not values[keyword]]
     if missing:
-        return SkippedFile(path, f"missing required attributes: {', '.join(missing)}")
-    position = _numbers(values["ImagePositionPatient"], 3)
-    orientation = _numbers(values["ImageOrientationPatient"], 6)
-    spacing = _numbers(values["PixelSpacing"], 2)
-    return DicomHeader(
-        path=path,
-        sop_instance_uid=str(values["SOPInstanceUID"]),
-        series_instance_uid=str(values["SeriesInstanceUID"]),
-        study_instance_uid=str(values["StudyInstanceUID"]),
-        modality=str(values["Modality"]).upper(),
-        patient_id=values["PatientID"],
-        patient_name=values.get("PatientName"),
-        patient_sex=(values["PatientSex"] or "").upper() or None,
-        patient_age=values["PatientAge"],
-        patient_birth_date=values["PatientBirthDate"],
-        study_date=values["StudyDate"],
-        body_part=(values["BodyPartExamined"] or "").upper() or None,
-        manufacturer=values["Manufacturer"],
-        sop_class_uid=values["SOPClassUID"],
-        model=values["ManufacturerModelName"],
-        software=values["SoftwareVersions"],
-        slice_thickness=_positive(values["SliceThickness"]),
-        pixel_spacing=spacing[0] if spacing and spacing[0] > 0 else None,
-        rows=_whole(values["Rows"]),
-        columns=_whole(values["Columns"]),
-        kvp=_positive(values["KVP"]),
-        field_strength=_positive(values["MagneticFieldStrength"]),
-        sequence=values["ScanningSequence"] or values["SequenceName"],
-        contrast=values["ContrastBolusAgent"],
-        kernel=values["ConvolutionKernel"],
-        category=series_category(values["SeriesDescription"], values["ProtocolName"], values["ImageType"]),
-        instance_number=_whole(values["InstanceNumber"], minimum=-(2**31)),
-        position=(position[0], position[1], position[2]) if position else None,
-        orientation=tuple(orientation) if orientation else None,  # type: ignore[arg-type]
-        image_type=(values["ImageType"] or "").upper() or None,
+        return f"missing required attributes: {', '.join(missing)}"
+    return values
+
+
+def _header_fields(values: dict[str, str | None], memo: dict[Any, Any] | None = None) -> dict[str, Any]:
+    """The :class:`DicomHeader` fields (all but ``path``) of a file's attributes, parsed and checked.
+
+    ``memo`` keeps the parsed values that the files of one series share (category, orientation,
+    spacing and the other acquisition numbers), keyed by their text: the next file of the series
+    looks them up.
+    """
+    key = (
+        values["SeriesDescription"],
+        values["ProtocolName"],
+        values["ImageType"],
+        values["ImageOrientationPatient"],
+        values["PixelSpacing"],
+        values["SliceThickness"],
+        values["KVP"],
+        values["MagneticFieldStrength"],
     )
+    shared = memo.get(key) if memo is not None else None
+    if shared is None:
+        orientation = _numbers(values["ImageOrientationPatient"], 6)
+        spacing = _numbers(values["PixelSpacing"], 2)
+        shared = (
+            series_category(values["SeriesDescription"], values["ProtocolName"], values["ImageType"]),
+            tuple(orientation) if orientation else None,
+            spacing[0] if spacing and spacing[0] > 0 else None,
+            _positive(values["SliceThickness"]),
+            _positive(values["KVP"]),
+            _positive(values["MagneticFieldStrength"]),
+        )
+        if memo is not None:
+            memo[key] = shared
+    category, orientation_values, pixel_spacing, slice_thickness, kvp, field_strength = shared
+    position = _numbers(values["ImagePositionPatient"], 3)
+    return {
+        "sop_instance_uid": str(values["SOPInstanceUID"]),
+        "series_instance_uid": str(values["SeriesInstanceUID"]),
+        "study_instance_uid": str(values["StudyInstanceUID"]),
+        "modality": str(values["Modality"]).upper(),
+        "patient_id": values["PatientID"],
+        "patient_name": values.get("PatientName"),
+        "patient_sex": (values["PatientSex"] or "").upper() or None,
+        "patient_age": values["PatientAge"],
+        "patient_birth_date": values["PatientBirthDate"],
+        "study_date": values["StudyDate"],
+        "body_part": (values["BodyPartExamined"] or "").upper() or None,
+        "manufacturer": values["Manufacturer"],
+        "sop_class_uid": values["SOPClassUID"],
+        "model": values["ManufacturerModelName"],
+        "software": values["SoftwareVersions"],
+        "slice_thickness": slice_thickness,
+        "pixel_spacing": pixel_spacing,
+        "rows": _whole(values["Rows"]),
+        "columns": _whole(values["Columns"]),
+        "kvp": kvp,
+        "field_strength": field_strength,
+        "sequence": values["ScanningSequence"] or values["SequenceName"],
+        "contrast": values["ContrastBolusAgent"],
+        "kernel": values["ConvolutionKernel"],
+        "category": category,
+        "instance_number": _whole(values["InstanceNumber"], minimum=-(2**31)),
+        "position": (position[0], position[1], position[2]) if position else None,
+        "orientation": orientation_values,
+        "image_type": (values["ImageType"] or "").upper() or None,
+    }
 
 
 def _numbers(text: str | None, count: int) -> list[float] | None:
@@ -422,11 +465,11 @@ def _parse_da(value: str | None) -> date | None:
         return None
 
 
-def _age_in_years(header: DicomHeader) -> float | None:
-    age = (header.patient_age or "").strip().upper()
+def _age_in_years(age_text: str | None, birth_date: str | None, study_date: str | None) -> float | None:
+    age = (age_text or "").strip().upper()
     if len(age) == 4 and age[:3].isdigit() and age[3] in _AGE_UNITS_PER_YEAR:
         return int(age[:3]) / _AGE_UNITS_PER_YEAR[age[3]]
-    born, seen = _parse_da(header.patient_birth_date), _parse_da(header.study_date)
+    born, seen = _parse_da(birth_date), _parse_da(study_date)
     if born and seen and seen >= born:
         return (seen - born).days / 365.25
     return None
@@ -447,6 +490,156 @@ def age_band_for_age(years: float | None) -> str | None:
 
 
 _INSERT_INSTANCE = "INSERT OR REPLACE INTO instance VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_FILE = "INSERT OR REPLACE INTO file VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_PATIENT = "INSERT OR IGNORE INTO patient VALUES (?, ?, ?, ?, ?)"
+_INSERT_NAME_PART = "INSERT OR IGNORE INTO name_token VALUES (?, ?, ?)"
+_INSERT_STUDY = "INSERT OR IGNORE INTO study VALUES (?, ?, ?, ?)"
+_INSERT_SERIES = "INSERT OR IGNORE INTO series VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_HEADER_FIELDS = tuple(item.name for item in dataclasses.fields(DicomHeader) if item.name != "path")
+
+Row = tuple[Any, ...]
+FileRows = tuple[Row, Row, str, Row, tuple[Row, ...], Row, Row]
+"""One indexed file's rows: file, instance, the patient's pseudonym, patient, name tokens, study, series."""
+
+
+def _rows_for_file(
+    collection: str,
+    path: str,
+    stat: tuple[int, int],
+    fields: dict[str, Any],
+    *,
+    secret: bytes,
+    withdrawn: frozenset[str],
+    memo: dict[tuple[str, Any], Any],
+) -> FileRows | None:
+    """The rows one header adds to the index, or ``None`` when its subject is withdrawn.
+
+    ``memo`` keeps the patient, study and series rows of the files before (the first file of
+    each decides them, as ``INSERT OR IGNORE`` does), so equal rows are built, and pickled, once.
+    """
+    study_uid, series_uid = fields["study_instance_uid"], fields["series_instance_uid"]
+    patient_key = fields["patient_id"] or f"study:{study_uid}"
+    patient = memo.get(("patient", patient_key))
+    if patient is None:
+        pseudonym = pseudonym_for_patient_id(patient_key, secret)
+        if pseudonym in withdrawn:
+            patient = (pseudonym, None, ())
+        else:
+            years = _age_in_years(fields["patient_age"], fields["patient_birth_date"], fields["study_date"])
+            sex = fields["patient_sex"] if fields["patient_sex"] in _SEXES else None
+            patient_row = (
+                collection,
+                pseudonym,
+                sex,
+                age_band_for_age(years),
+                int(years) if years is not None else None,
+            )
+            tokens = tuple(
+                (collection, pseudonym, token_for_name_part(part, secret))
+                for part in sorted(name_tokens(fields["patient_name"]))
+            )
+            patient = (pseudonym, patient_row, tokens)
+        memo["patient", patient_key] = patient
+    pseudonym, stored_patient, tokens = patient
+    if stored_patient is None:
+        return None
+    study_row = memo.get(("study", study_uid))
+    if study_row is None:
+        seen = _parse_da(fields["study_date"])
+        study_row = memo["study", study_uid] = (collection, study_uid, pseudonym, seen.year if seen else None)
+    series_row = memo.get(("series", series_uid))
+    if series_row is None:
+        seen = _parse_da(fields["study_date"])
+        series_row = memo["series", series_uid] = (
+            collection,
+            series_uid,
+            study_uid,
+            fields["modality"],
+            fields["body_part"],
+            fields["manufacturer"],
+            fields["model"],
+            fields["software"],
+            fields["slice_thickness"],
+            fields["pixel_spacing"],
+            fields["rows"],
+            fields["columns"],
+            fields["kvp"],
+            fields["field_strength"],
+            fields["sequence"],
+            fields["contrast"],
+            fields["kernel"],
+            seen.year if seen else None,
+            fields["category"],
+        )
+    position, orientation = fields["position"], fields["orientation"]
+    image_type = fields["image_type"]
+    image_type = memo.setdefault(("text", image_type), image_type)
+    instance_row = (
+        collection,
+        fields["sop_instance_uid"],
+        series_row[1],
+        path,
+        fields["instance_number"],
+        "\\".join(repr(value) for value in position) if position else None,
+        "\\".join(repr(value) for value in orientation) if orientation else None,
+        fields["rows"],
+        fields["columns"],
+        image_type,
+    )
+    file_row = (collection, path, stat[0], stat[1], "indexed", None)
+    return file_row, instance_row, pseudonym, stored_patient, tokens, study_row, series_row
+
+
+@dataclass(frozen=True)
+class _RowReader:
+    """Reads files into the rows the index stores: in each worker process, or here for a few files."""
+
+    collection: str
+    secret: bytes
+    withdrawn: frozenset[str]
+    exclude: Callable[[DicomHeader], str | None] | None
+
+    def __call__(self, chunk: list[tuple[str, int, int]]) -> list[str | FileRows]:
+        """Per file of ``chunk`` (path, size, mtime): its rows, or why it is skipped."""
+        memo: dict[tuple[str, Any], Any] = {}  # rows, for _rows_for_file
+        parsed: dict[Any, Any] = {}  # values a series shares, for _header_fields
+        out: list[str | FileRows] = []
+        for path, size, mtime in chunk:
+            values = _read_values(path)
+            if isinstance(values, str):
+                out.append(values)
+                continue
+            fields = _header_fields(values, parsed)
+            if self.exclude is not None:
+                outside = self.exclude(DicomHeader(path=Path(path), **fields))
+                if outside is not None:
+                    out.append(outside)
+                    continue
+            rows = _rows_for_file(
+                self.collection,
+                path,
+                (size, mtime),
+                fields,
+                secret=self.secret,
+                withdrawn=self.withdrawn,
+                memo=memo,
+            )
+            out.append(WITHDRAWN_REASON if rows is None else rows)
+        return out
+
+
+_worker_reader: _RowReader | None = None
+
+
+def _start_worker(reader: _RowReader) -> None:
+    global _worker_reader
+    _worker_reader = reader
+
+
+def _read_chunk(chunk: list[tuple[str, int, int]]) -> list[str | FileRows]:
+    """What a worker process runs: :class:`_RowReader` of the harvest that started it."""
+    assert _worker_reader is not None, "a worker process starts with its reader"
+    return _worker_reader(chunk)
 
 
 class DicomIndex:
@@ -462,6 +655,12 @@ class DicomIndex:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.connection = sqlite3.connect(path)
+        # write-ahead log: readers (the agent, the station API) never wait for a harvest, and a commit
+        # is one append; NORMAL syncs at checkpoints only, so a power cut may lose the last commits but
+        # never leaves a torn index (each batch's file and instance rows commit together: the next
+        # harvest reads what was lost again)
+        self.connection.execute("PRAGMA journal_mode = WAL")
+        self.connection.execute("PRAGMA synchronous = NORMAL")
         (version,) = self.connection.execute("PRAGMA user_version").fetchone()
         if version != SCHEMA_VERSION:  # derived data: an older index is dropped and harvested again
             with self.connection:
@@ -522,98 +721,23 @@ class DicomIndex:
             (collection, collection),
         )
 
-    def add_header(
-        self,
-        collection: str,
-        header: DicomHeader,
-        *,
-        secret: bytes,
-        known: dict[tuple[str, str], str | None] | None = None,
-        instances: list[tuple[Any, ...]] | None = None,
-    ) -> bool:
+    def add_header(self, collection: str, header: DicomHeader, *, secret: bytes) -> bool:
         """Store one header (the patient id is pseudonymised first); ``False`` for a withdrawn subject.
 
-        ``known`` is one harvest's memory of the patients, studies and series it stored already (the
-        ``INSERT OR IGNORE`` rows of a second file of a series change nothing, so they are skipped);
-        with ``instances`` the instance row is appended there for the caller to write in one batch.
+        :func:`index_collection` stores the same rows, in batches.
         """
-        patient_key = header.patient_id or f"study:{header.study_instance_uid}"
-        known = {} if known is None else known
-        if ("patient", patient_key) in known:
-            pseudonym = known["patient", patient_key]
-            if pseudonym is None:
-                return False
-        else:
-            pseudonym = pseudonym_for_patient_id(patient_key, secret)
-            if self.connection.execute("SELECT 1 FROM withdrawn WHERE pseudonym = ?", (pseudonym,)).fetchone():
-                known["patient", patient_key] = None
-                return False
-        years = _age_in_years(header)
-        seen = _parse_da(header.study_date)
-        year = seen.year if seen else None
-        sex = header.patient_sex if header.patient_sex in _SEXES else None
-        sql = self.connection.execute
-        if ("patient", patient_key) not in known:
-            sql(
-                "INSERT OR IGNORE INTO patient VALUES (?, ?, ?, ?, ?)",
-                (collection, pseudonym, sex, age_band_for_age(years), int(years) if years is not None else None),
-            )
-            self.connection.executemany(
-                "INSERT OR IGNORE INTO name_token VALUES (?, ?, ?)",
-                [
-                    (collection, pseudonym, token_for_name_part(part, secret))
-                    for part in name_tokens(header.patient_name)
-                ],
-            )
-            known["patient", patient_key] = pseudonym
-        if ("study", header.study_instance_uid) not in known:
-            sql(
-                "INSERT OR IGNORE INTO study VALUES (?, ?, ?, ?)",
-                (collection, header.study_instance_uid, pseudonym, year),
-            )
-            known["study", header.study_instance_uid] = pseudonym
-        if ("series", header.series_instance_uid) not in known:
-            sql(
-                "INSERT OR IGNORE INTO series VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    collection,
-                    header.series_instance_uid,
-                    header.study_instance_uid,
-                    header.modality,
-                    header.body_part,
-                    header.manufacturer,
-                    header.model,
-                    header.software,
-                    header.slice_thickness,
-                    header.pixel_spacing,
-                    header.rows,
-                    header.columns,
-                    header.kvp,
-                    header.field_strength,
-                    header.sequence,
-                    header.contrast,
-                    header.kernel,
-                    year,
-                    header.category,
-                ),
-            )
-            known["series", header.series_instance_uid] = pseudonym
-        row = (
-            collection,
-            header.sop_instance_uid,
-            header.series_instance_uid,
-            str(header.path),
-            header.instance_number,
-            "\\".join(repr(value) for value in header.position) if header.position else None,
-            "\\".join(repr(value) for value in header.orientation) if header.orientation else None,
-            header.rows,
-            header.columns,
-            header.image_type,
-        )
-        if instances is not None:
-            instances.append(row)
-        else:
-            self.connection.execute(_INSERT_INSTANCE, row)
+        fields = {name: getattr(header, name) for name in _HEADER_FIELDS}
+        withdrawn = frozenset(str(row[0]) for row in self.connection.execute("SELECT pseudonym FROM withdrawn"))
+        rows = _rows_for_file(collection, str(header.path), (0, 0), fields, secret=secret, withdrawn=withdrawn, memo={})
+        if rows is None:
+            return False
+        _, instance_row, _, patient_row, tokens, study_row, series_row = rows
+        with self.connection:
+            self.connection.execute(_INSERT_PATIENT, patient_row)
+            self.connection.executemany(_INSERT_NAME_PART, tokens)
+            self.connection.execute(_INSERT_STUDY, study_row)
+            self.connection.execute(_INSERT_SERIES, series_row)
+            self.connection.execute(_INSERT_INSTANCE, instance_row)
         return True
 
     def withdraw(self, patient_id: str, *, secret: bytes) -> dict[str, int]:
@@ -770,8 +894,12 @@ def index_collection(
     on_progress
         Called after each file with its path and the number of files seen so far.
     workers
-        Processes that read headers in parallel (rows are written by this process); 1 reads
-        them here.
+        Processes that read headers in parallel; 1 reads them here. The walk hands each worker
+        chunks of files as it finds them; a worker turns a chunk into the rows to store (the
+        pseudonym, the parsed values, the patient, study and series rows built once per
+        series) and this process only writes them, one transaction per chunk. ``exclude`` runs
+        in the workers, so it must be picklable (a :class:`~station.collections.CollectionRule`
+        method is).
     exclude, rule_key
         The collection's rule (``collection.toml``): ``exclude`` says why a file does not belong
         (it is then skipped with that reason); when ``rule_key`` differs from the last harvest's,
@@ -799,63 +927,109 @@ def index_collection(
             db.execute("INSERT OR REPLACE INTO collection_rule VALUES (?, ?)", (collection, rule_key))
     if not known and index.count_for_table(collection, "instance"):
         index.clear_collection(collection)  # indexed before files were tracked: start afresh
-    files = list(_walk_files(root))  # path text, (size, mtime): an unchanged file costs one lstat
-    present = {name for name, _ in files}
+    withdrawn = frozenset(str(row[0]) for row in db.execute("SELECT pseudonym FROM withdrawn"))
+    reader = _RowReader(collection=collection, secret=secret, withdrawn=withdrawn, exclude=exclude)
+    present: set[str] = set()
     seen = 0
-    to_read: list[tuple[Path, tuple[int, int]]] = []
-    for name, stat in files:
-        previous = known.get(name)
-        if stat is None:
-            report.skipped.append(SkippedFile(Path(name), "cannot stat the file"))
-        elif previous is not None and previous[:2] == stat:
-            report.unchanged += 1
-            if previous[2] == "skipped":
-                report.skipped.append(SkippedFile(Path(name), previous[3] or "skipped"))
-        else:
-            to_read.append((Path(name), stat))
-            continue
-        seen += 1
-        if on_progress is not None:
-            on_progress(Path(name), seen)
-    with db:
-        for gone in sorted(set(known) - present):
-            db.execute("DELETE FROM instance WHERE collection = ? AND path = ?", (collection, gone))
-            db.execute("DELETE FROM file WHERE collection = ? AND path = ?", (collection, gone))
-            report.removed += 1
-    written: dict[tuple[str, str], str | None] = {}  # patients, studies and series this harvest wrote
-    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(to_read) > _PARALLEL_FROM else None
+    chunks: list[list[tuple[str, int, int]]] = [[]]  # the files to read, _BATCH a chunk
+    to_read = 0
+    pool: ProcessPoolExecutor | None = None
+    futures: list[Future[list[str | FileRows]]] = []
     try:
-        read_paths = [path for path, _ in to_read]
-        headers = pool.map(read_header, read_paths, chunksize=128) if pool is not None else map(read_header, read_paths)
-        for start in range(0, len(to_read), _BATCH):
-            batch = to_read[start : start + _BATCH]
-            with db:  # one transaction per batch: the file rows say what is finished
-                instances: list[tuple[Any, ...]] = []
-                files_done: list[tuple[Any, ...]] = []
-                for (path, (size, mtime)), header in zip(batch, headers, strict=False):
-                    if str(path) in known:  # a changed file: its old instance row goes (a new one has none)
-                        db.execute("DELETE FROM instance WHERE collection = ? AND path = ?", (collection, str(path)))
-                    outside = exclude(header) if exclude is not None and isinstance(header, DicomHeader) else None
-                    if outside is not None:
-                        header = SkippedFile(path, outside)
-                    if isinstance(header, SkippedFile):
-                        report.skipped.append(header)
-                        status, reason = "skipped", header.reason
-                    elif index.add_header(collection, header, secret=secret, known=written, instances=instances):
-                        report.indexed += 1
-                        status, reason = "indexed", None
+        # the walk: an unchanged file costs one lstat; the others go to the workers as the walk finds them
+        for name, stat in _walk_files(root):
+            present.add(name)
+            previous = known.get(name)
+            if stat is None:
+                report.skipped.append(SkippedFile(Path(name), "cannot stat the file"))
+            elif previous is not None and previous[:2] == stat:
+                report.unchanged += 1
+                if previous[2] == "skipped":
+                    report.skipped.append(SkippedFile(Path(name), previous[3] or "skipped"))
+            else:
+                chunks[-1].append((name, stat[0], stat[1]))
+                to_read += 1
+                if len(chunks[-1]) >= _BATCH:
+                    chunks.append([])
+                    pool = _submit(pool, futures, chunks, reader, workers=workers, to_read=to_read)
+                continue
+            seen += 1
+            if on_progress is not None:
+                on_progress(Path(name), seen)
+        if not chunks[-1]:
+            chunks.pop()
+        pool = _submit(pool, futures, chunks, reader, workers=workers, to_read=to_read, last=True)
+        with db:
+            for gone in sorted(set(known) - present):
+                db.execute("DELETE FROM instance WHERE collection = ? AND path = ?", (collection, gone))
+                db.execute("DELETE FROM file WHERE collection = ? AND path = ?", (collection, gone))
+                report.removed += 1
+        # the rows: one transaction per chunk, so the file rows say what is finished
+        written: set[tuple[str, str]] = set()  # the patients, studies and series this harvest stored
+        for number, chunk in enumerate(chunks):
+            results = futures[number].result() if pool is not None else reader(chunk)
+            with db:
+                files_done: list[Row] = []
+                instances: list[Row] = []
+                patients: list[Row] = []
+                tokens: list[Row] = []
+                studies: list[Row] = []
+                series: list[Row] = []
+                for (path, size, mtime), result in zip(chunk, results, strict=True):
+                    if path in known:  # a changed file: its old instance row goes (a new one has none)
+                        db.execute("DELETE FROM instance WHERE collection = ? AND path = ?", (collection, path))
+                    if isinstance(result, str):
+                        report.skipped.append(SkippedFile(Path(path), result))
+                        files_done.append((collection, path, size, mtime, "skipped", result))
                     else:
-                        report.skipped.append(SkippedFile(path, WITHDRAWN_REASON))
-                        status, reason = "skipped", WITHDRAWN_REASON
-                    files_done.append((collection, str(path), size, mtime, status, reason))
+                        file_row, instance_row, pseudonym, patient_row, token_rows, study_row, series_row = result
+                        if ("patient", pseudonym) not in written:
+                            written.add(("patient", pseudonym))
+                            patients.append(patient_row)
+                            tokens.extend(token_rows)
+                        if ("study", study_row[1]) not in written:
+                            written.add(("study", study_row[1]))
+                            studies.append(study_row)
+                        if ("series", series_row[1]) not in written:
+                            written.add(("series", series_row[1]))
+                            series.append(series_row)
+                        instances.append(instance_row)
+                        files_done.append(file_row)
+                        report.indexed += 1
                     seen += 1
                     if on_progress is not None:
-                        on_progress(path, seen)
-                db.executemany(_INSERT_INSTANCE, instances)  # in the batch's transaction, with its file rows
-                db.executemany("INSERT OR REPLACE INTO file VALUES (?, ?, ?, ?, ?, ?)", files_done)
+                        on_progress(Path(path), seen)
+                db.executemany(_INSERT_PATIENT, patients)
+                db.executemany(_INSERT_NAME_PART, tokens)
+                db.executemany(_INSERT_STUDY, studies)
+                db.executemany(_INSERT_SERIES, series)
+                db.executemany(_INSERT_INSTANCE, instances)
+                db.executemany(_INSERT_FILE, files_done)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     with db:
         index._prune_orphans(collection)
     return report
+
+
+def _submit(
+    pool: ProcessPoolExecutor | None,
+    futures: list[Future[list[str | FileRows]]],
+    chunks: list[list[tuple[str, int, int]]],
+    reader: _RowReader,
+    *,
+    workers: int,
+    to_read: int,
+    last: bool = False,
+) -> ProcessPoolExecutor | None:
+    """Hand the full chunks not yet handed out to the worker processes; start them once there is enough to read.
+
+    Returns the pool (``None``: the files are read here, with one process).
+    """
+    if pool is None and workers > 1 and to_read > _PARALLEL_FROM:
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(reader,))
+    if pool is not None:
+        full = len(chunks) if last else len(chunks) - 1  # the last chunk is still filling
+        futures.extend(pool.submit(_read_chunk, chunk) for chunk in chunks[len(futures) : full])
+    return pool

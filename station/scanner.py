@@ -83,6 +83,55 @@ _IMPLICIT_HEAD = struct.Struct("<HHI")
 _LONG = {True: struct.Struct("<I"), False: struct.Struct(">I")}
 
 
+_VRS = b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV"
+_VR_HEADER = {vr: 12 if vr in _LONG_VRS else 8 for vr in _VRS.split(b" ")}
+"""Every VR of PS3.5 and its element header length in explicit VR; any other two bytes are not ours."""
+_LAST_GROUP = _LAST_TAG >> 16
+_HEAD_LE = struct.Struct("<HH2sH").unpack_from
+_U32_LE = struct.Struct("<I").unpack_from
+
+
+def _walk_explicit_le(data: bytes, offset: int, *, found: dict[str, bytes], complete: bool) -> None:
+    """:func:`_walk` for explicit VR little endian, the common case, with the least work per element.
+
+    A private (odd) group holds nothing wanted, so its elements are only stepped over.
+    """
+    size = len(data)
+    by_tag = _BY_TAG
+    try:
+        while True:
+            group, element, vr, length = _HEAD_LE(data, offset)
+            header = _VR_HEADER.get(vr)
+            if header is None:
+                raise _Undecided  # not a VR: out of step, or not explicit VR after all
+            if header == 12:
+                (length,) = _U32_LE(data, offset + 8)
+            if group & 1 and length != 0xFFFFFFFF:
+                if group > _LAST_GROUP:
+                    return
+                offset += header + length
+                continue
+            tag = (group << 16) | element
+            if tag > _LAST_TAG:  # the pixel data's tag lies beyond too
+                return
+            start = offset + header
+            if length == 0xFFFFFFFF:
+                if vr != b"SQ" and vr != b"UN":
+                    raise _Undecided  # undefined length outside a sequence (encapsulated data): not ours
+                offset = _skip_undefined_sequence(data, start, u16="<H", u32="<I", implicit=False, little=True)
+                continue
+            offset = start + length
+            keyword = by_tag.get(tag)
+            if keyword is not None:
+                if offset > size:
+                    raise _Undecided if complete else _NeedMore
+                found[keyword] = data[start:offset]
+    except struct.error:
+        if offset == size and complete:
+            return
+        raise (_Undecided if complete else _NeedMore) from None
+
+
 def _walk(data: bytes, offset: int, *, little: bool, implicit: bool, found: dict[str, bytes], complete: bool) -> None:
     """Collect wanted top-level elements from ``offset`` until past the last wanted tag.
 
@@ -198,54 +247,60 @@ def _meta(data: bytes) -> tuple[int, str]:
     return offset, syntax
 
 
-def _decode(raw: bytes, encoding: str) -> str:
-    text = raw.decode(encoding) if not raw.isascii() else raw.decode("ascii")
-    return text.strip(" \0")
-
-
-def scan_header(path: Path) -> dict[str, str | None] | None:
+def scan_header(path: Path | str) -> dict[str, str | None] | None:
     """Return the wanted attributes of one DICOM file, or ``None`` when pydicom must decide.
 
     Values are stripped text (multi-valued elements keep their backslashes); an absent or empty
     element is ``None``.
     """
     try:
-        with path.open("rb") as handle:
-            total = os.fstat(handle.fileno()).st_size
-            data = handle.read(_CHUNK)
-            while True:
-                try:
-                    offset, syntax = _meta(data)
-                    if syntax in _DEFLATED or not syntax.startswith("1.2.840.10008.1.2"):
-                        return None  # deflated, private or unknown transfer syntax
-                    found: dict[str, bytes] = {}
+        descriptor = os.open(path, os.O_RDONLY)
+    except (OSError, ValueError):
+        return None
+    try:
+        total = os.fstat(descriptor).st_size
+        data = os.read(descriptor, _CHUNK)
+        while True:
+            try:
+                offset, syntax = _meta(data)
+                if syntax in _DEFLATED or not syntax.startswith("1.2.840.10008.1.2"):
+                    return None  # deflated, private or unknown transfer syntax
+                found: dict[str, bytes] = {}
+                complete = len(data) >= total
+                if syntax == _EXPLICIT_LE:
+                    _walk_explicit_le(data, offset, found=found, complete=complete)
+                else:
                     _walk(
                         data,
                         offset,
                         little=syntax != _EXPLICIT_BE,
                         implicit=syntax == _IMPLICIT,
                         found=found,
-                        complete=len(data) >= total,
+                        complete=complete,
                     )
-                    break
-                except _NeedMore:
-                    if len(data) >= _MAX_READ:
-                        return None
-                    more = handle.read(max(len(data), _CHUNK))
-                    if not more:
-                        return None
-                    data += more
+                break
+            except _NeedMore:
+                if len(data) >= _MAX_READ:
+                    return None
+                more = os.read(descriptor, max(len(data), _CHUNK))
+                if not more:
+                    return None
+                data += more
     except (OSError, _Undecided, struct.error, UnicodeDecodeError, ValueError):
         return None
-    charset = _decode(found.get("SpecificCharacterSet", b""), "ascii")
-    encoding = _CHARSETS.get(charset)
-    values: dict[str, str | None] = {}
-    little = syntax != _EXPLICIT_BE
-    for keyword in WANTED_TAGS:
-        raw = found.get(keyword)
-        if raw is None:
-            values[keyword] = None
-            continue
+    finally:
+        os.close(descriptor)
+    return _values(found, little=syntax != _EXPLICIT_BE)
+
+
+def _values(found: dict[str, bytes], *, little: bool) -> dict[str, str | None] | None:
+    """The text of each wanted element found (``None`` for the others), or ``None`` when pydicom must decide."""
+    raw_charset = found.get("SpecificCharacterSet", b"")
+    if not raw_charset.isascii():
+        return None
+    encoding = _CHARSETS.get(raw_charset.decode("ascii").strip(" \0"))
+    values: dict[str, str | None] = dict.fromkeys(WANTED_TAGS)
+    for keyword, raw in found.items():
         if keyword in _BINARY_US:
             if len(raw) != 2:
                 return None  # not one US value: let pydicom decide
@@ -254,8 +309,7 @@ def scan_header(path: Path) -> dict[str, str | None] | None:
         if encoding is None and not raw.isascii():
             return None  # a character set this scanner does not decode
         try:
-            text = _decode(raw, encoding or "ascii")
+            values[keyword] = raw.decode(encoding or "ascii").strip(" \0") or None
         except UnicodeDecodeError:
             return None
-        values[keyword] = text or None
     return values

@@ -328,14 +328,19 @@ class TestIndexCollection:
             index.count_for_table("c", "users; DROP TABLE patient")
 
 
-def test_parallel_harvest_indexes_the_same_rows(tmp_path: Path, synthetic_root: Path) -> None:
-    from station.indexer import DicomIndex, index_collection
+_TABLES = ("patient", "study", "series", "instance", "name_token")
 
-    files = [path for path in synthetic_root.rglob("*") if path.is_file()]
+
+def _rows(index: DicomIndex) -> dict[str, list[tuple[Any, ...]]]:
+    return {table: sorted(index.connection.execute(f"SELECT * FROM {table}")) for table in _TABLES}  # noqa: S608
+
+
+def test_parallel_harvest_indexes_the_same_rows(tmp_path: Path, synthetic_root: Path) -> None:
+    files = [path for path in synthetic_root.rglob("*") if path.is_file()] + PYDICOM_TEST_FILES
     many = tmp_path / "many"
     for copy in range(3):  # enough files for the process pool
         for number, path in enumerate(files):
-            target = many / f"c{copy}" / f"{number}.dcm"
+            target = many / f"c{copy}" / f"{number}-{path.name}"
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(path.read_bytes())
     serial_db, parallel_db = DicomIndex(tmp_path / "serial.sqlite"), DicomIndex(tmp_path / "parallel.sqlite")
@@ -343,9 +348,30 @@ def test_parallel_harvest_indexes_the_same_rows(tmp_path: Path, synthetic_root: 
     serial = index_collection(many, serial_db, collection="c", secret=b"s")
     parallel = index_collection(many, parallel_db, collection="c", secret=b"s", workers=2)
 
-    assert (serial.indexed, len(serial.skipped)) == (parallel.indexed, len(parallel.skipped))
-    assert serial_db.subjects_for_collection("c") == parallel_db.subjects_for_collection("c")
-    assert serial.indexed > 256
+    assert serial.indexed == parallel.indexed > 256
+    assert [(s.path, s.reason) for s in serial.skipped] == [(s.path, s.reason) for s in parallel.skipped]
+    assert _rows(serial_db) == _rows(parallel_db)
+    assert sorted(serial_db.connection.execute("SELECT * FROM file")) == sorted(
+        parallel_db.connection.execute("SELECT * FROM file")
+    )
+
+
+def test_harvest_stores_what_add_header_stores(tmp_path: Path, synthetic_root: Path) -> None:
+    """The harvest's batched rows (built in the workers, shared within a series) equal one header's rows."""
+    root = tmp_path / "c"
+    for number, path in enumerate([p for p in sorted(synthetic_root.rglob("*")) if p.is_file()] + PYDICOM_TEST_FILES):
+        target = root / f"{number:04d}" / path.name
+        target.parent.mkdir(parents=True)
+        target.write_bytes(path.read_bytes())
+    with DicomIndex(tmp_path / "harvest.sqlite") as harvested, DicomIndex(tmp_path / "one.sqlite") as one_by_one:
+        report = index_collection(root, harvested, collection="c", secret=SECRET, workers=2)
+        for path in iter_dicom_paths(root):
+            header = read_header(path)
+            if isinstance(header, DicomHeader):
+                one_by_one.add_header("c", header, secret=SECRET)
+
+        assert report.indexed > 256  # enough for the process pool
+        assert _rows(harvested) == _rows(one_by_one)
 
 
 class TestIncrementalHarvest:
@@ -396,9 +422,11 @@ class TestIncrementalHarvest:
             if seen == 10:
                 raise KeyboardInterrupt
 
-        def counting(path: Path) -> DicomHeader | SkippedFile:
-            read.append(path)
-            return read_header(path)
+        real = indexer._read_values
+
+        def counting(path: str) -> dict[str, str | None] | str:
+            read.append(Path(path))
+            return real(path)
 
         with DicomIndex(tmp_path / "i.sqlite") as index:
             old_batch = indexer._BATCH
@@ -408,12 +436,11 @@ class TestIncrementalHarvest:
                     index_collection(
                         tmp_path / "c", index, collection="c", secret=SECRET, on_progress=crash_after_batch
                     )
-                real = indexer.read_header
-                indexer.read_header = counting
+                indexer._read_values = counting
                 try:
                     resumed = index_collection(tmp_path / "c", index, collection="c", secret=SECRET)
                 finally:
-                    indexer.read_header = real
+                    indexer._read_values = real
             finally:
                 indexer._BATCH = old_batch
 

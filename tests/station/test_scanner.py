@@ -1,5 +1,6 @@
 """The fast header scanner: identical to pydicom on every file pydicom ships, or it steps aside."""
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,75 @@ def test_sequences_before_wanted_tags_are_skipped(tmp_path: Path) -> None:
     assert scan_header(path) == pydicom_values(path)
 
 
+def _with_private_groups(tmp_path: Path, syntax: str, *, after: bool = False) -> Path:
+    """A file whose private groups (odd: never wanted) hold text, a sequence and bytes between the wanted tags."""
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = syntax
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    dataset = Dataset()
+    dataset.file_meta = meta
+    dataset.SOPClassUID, dataset.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    dataset.StudyInstanceUID, dataset.SeriesInstanceUID = generate_uid(), generate_uid()
+    dataset.Modality, dataset.PatientID, dataset.BodyPartExamined, dataset.Rows = "MR", "P-2", "HEAD", 256
+    item = Dataset()
+    item.add_new((0x0019, 0x0010), "LO", "ACME")
+    item.add_new((0x0019, 0x1001), "LO", "nested private")
+    item.SeriesInstanceUID = "1.2.3.4"  # a wanted tag inside an item: never read as the file's
+    for group in (0x0009, 0x0019, 0x0021):
+        dataset.add_new((group, 0x0010), "LO", "ACME 1.0")
+        dataset.add_new((group, 0x1001), "LO", "private text")
+        dataset.add_new((group, 0x1002), "SQ", [item, item])
+        dataset.add_new((group, 0x1003), "OB", b"\x08\x00\x60\x00CS\x02\x00XX" * 64)  # bytes that look like tags
+    if after:  # a private group after the last wanted tag, ahead of a big value
+        dataset.add_new((0x0029, 0x0010), "LO", "ACME 1.0")
+        dataset.add_new((0x0029, 0x1001), "OB", b"\0" * 600_000)
+    path = tmp_path / f"{len(list(tmp_path.iterdir()))}.dcm"
+    dataset.save_as(
+        path,
+        enforce_file_format=True,
+        little_endian=syntax != ExplicitVRBigEndian,
+        implicit_vr=syntax == ImplicitVRLittleEndian,
+    )
+    return path
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian])
+def test_private_groups_and_their_sequences_are_stepped_over(tmp_path: Path, syntax: str) -> None:
+    path = _with_private_groups(tmp_path, syntax)
+
+    fast = scan_header(path)
+
+    assert fast is not None and fast == pydicom_values(path)
+    assert (fast["Modality"], fast["Rows"]) == ("MR", "256") and fast["SeriesInstanceUID"] != "1.2.3.4"
+
+
+def test_a_private_group_past_the_wanted_tags_ends_the_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _with_private_groups(tmp_path, ExplicitVRLittleEndian, after=True)
+    read: list[int] = []
+    real_read = os.read
+
+    def counting_read(descriptor: int, size: int) -> bytes:
+        data = real_read(descriptor, size)
+        read.append(len(data))
+        return data
+
+    monkeypatch.setattr(os, "read", counting_read)
+
+    assert scan_header(path) == pydicom_values(path)
+    assert sum(read) <= 16 * 1024
+
+
+def test_bytes_that_are_no_vr_step_aside(tmp_path: Path) -> None:
+    path = write(tmp_path, ExplicitVRLittleEndian, BodyPartExamined="HEAD", Manufacturer="ACME")
+    data = bytearray(path.read_bytes())
+    vr = data.index(b"\x08\x00\x70\x00LO") + 4  # Manufacturer's VR
+    data[vr : vr + 2] = b"ZZ"
+    path.write_bytes(bytes(data))
+
+    assert scan_header(path) is None  # out of step or not DICOM: pydicom decides
+
+
 def test_latin1_text_and_unknown_charsets(tmp_path: Path) -> None:
     latin = write(tmp_path, ExplicitVRLittleEndian, SpecificCharacterSet="ISO_IR 100", Manufacturer="Médica")
     japanese = write(tmp_path, ExplicitVRLittleEndian, SpecificCharacterSet="ISO 2022 IR 87", Manufacturer="abc")
@@ -130,21 +200,14 @@ def test_only_the_first_bytes_are_read(tmp_path: Path, monkeypatch: pytest.Monke
         PixelData=np.zeros((512, 512), dtype=np.int16).tobytes(),
     )
     read: list[int] = []
-    real_open = Path.open
+    real_read = os.read
 
-    def counting_open(self: Path, *args: Any, **kwargs: Any) -> Any:
-        handle = real_open(self, *args, **kwargs)
-        original = handle.read
+    def counting_read(descriptor: int, size: int) -> bytes:
+        data = real_read(descriptor, size)
+        read.append(len(data))
+        return data
 
-        def read_some(size: int = -1) -> bytes:
-            data = original(size)
-            read.append(len(data))
-            return data
-
-        handle.read = read_some
-        return handle
-
-    monkeypatch.setattr(Path, "open", counting_open)
+    monkeypatch.setattr(os, "read", counting_read)
 
     assert scan_header(path) is not None
     assert read and path.stat().st_size > 500_000 and sum(read) <= 16 * 1024
