@@ -468,3 +468,90 @@ def test_differential_privacy_needs_the_initial_model_and_clips_each_change(fede
     model = federation.client.get(f"/models/{run['model_id']}", headers=federation.researcher.headers).json()
     assert model["provenance"]["dp"]["clip_norm"] == 1.0
     assert "central DP" in model["provenance"]["dp"]["mechanism"]
+
+
+@pytest.mark.parametrize(
+    ("plan", "message"),
+    [
+        ({"strategy": "cwt"}, "works with fedavg and fedprox, not cwt"),
+        ({"strategy": "ensemble"}, "works with fedavg and fedprox, not ensemble"),
+        ({"strategy": "fedbn"}, "works with fedavg and fedprox, not fedbn"),
+        ({"compression": "topk"}, "cannot use topk compression"),
+        ({"compression": "sign"}, "cannot use sign compression"),
+        ({"dp_clip_norm": 1.0, "dp_noise_multiplier": 1.0}, "cannot be combined with the hub's differential privacy"),
+        ({"max_staleness": 1}, "needs max_staleness = 0"),
+    ],
+)
+def test_secure_aggregation_is_refused_where_the_hub_would_need_one_update(
+    federation: Federation, plan: dict[str, Any], message: str
+) -> None:
+    answer = federation.client.post(
+        "/trains", json=_manifest_for(federation, secagg=True, **plan), headers=federation.researcher.headers
+    )
+
+    assert answer.status_code == 400
+    assert message in answer.json()["detail"]
+
+
+def _advert(fed: Federation, station: str, job: Job, *, signer: Any = None) -> dict[str, Any]:
+    from protocol import advert_bytes, generate_key_pair, sign_bytes
+
+    round_keys, mask_keys = generate_key_pair(), generate_key_pair()
+    participant = fed.collections[station]
+    assert job.round is not None
+    signed = advert_bytes(
+        train_id=job.train_id,
+        round_number=job.round.number,
+        participant=participant,
+        c_public=round_keys.encryption_public,
+        s_public=mask_keys.encryption_public,
+        num_examples=20,
+    )
+    key = signer or fed.stations[station].keys.signing
+    return {
+        "participant": participant,
+        "c_public": round_keys.encryption_public,
+        "s_public": mask_keys.encryption_public,
+        "num_examples": 20,
+        "signature": sign_bytes(key, signed),
+    }
+
+
+def test_secure_aggregation_routes_check_signatures_and_keep_shares_for_their_recipient(
+    federation: Federation,
+) -> None:
+    _submit(federation, secagg=True, min_stations=2, compression="none")
+    jobs = {name: _poll(federation, name) for name in federation.stations}
+    a, b = STATION, OTHER_STATION
+    path = {name: f"/stations/me/jobs/{jobs[name].job_id}/secagg" for name in jobs}
+    headers = {name: federation.stations[name].headers for name in jobs}
+
+    # keys: the roster waits; a forged or foreign advert is refused
+    assert federation.client.get(f"{path[a]}/roster", headers=headers[a]).status_code == 204
+    forged = _advert(federation, a, jobs[a], signer=federation.stations[b].keys.signing)
+    assert federation.client.put(f"{path[a]}/keys", json=forged, headers=headers[a]).status_code == 403
+    foreign = _advert(federation, b, jobs[b])
+    assert federation.client.put(f"{path[a]}/keys", json=foreign, headers=headers[a]).status_code == 403
+    assert federation.client.get(f"{path[b]}/roster", headers=headers[a]).status_code == 403  # not a's job
+    for name in jobs:
+        advert = _advert(federation, name, jobs[name])
+        assert federation.client.put(f"{path[name]}/keys", json=advert, headers=headers[name]).status_code == 200
+        assert federation.client.put(f"{path[name]}/keys", json=advert, headers=headers[name]).status_code == 200
+    roster = federation.client.get(f"{path[a]}/roster", headers=headers[a])
+    assert roster.status_code == 200, roster.text
+    assert [m["advert"]["participant"] for m in roster.json()["members"]] == sorted(federation.collections.values())
+    assert roster.json()["threshold"] == 2
+
+    # shares: each station reads only the shares addressed to it
+    for name, other in ((a, b), (b, a)):
+        box = {
+            "sender": federation.collections[name],
+            "recipient": federation.collections[other],
+            "nonce": f"nonce-{name}",
+            "ciphertext": f"for-{other}",
+        }
+        answer = federation.client.put(f"{path[name]}/shares", json={"shares": [box]}, headers=headers[name])
+        assert answer.status_code == 200, answer.text
+    shares = federation.client.get(f"{path[a]}/shares", headers=headers[a]).json()
+    assert [s["ciphertext"] for s in shares["shares"]] == [f"for-{a}"]
+    assert shares["total_examples"] == 40
