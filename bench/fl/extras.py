@@ -129,4 +129,14 @@ def dp_rows(seeds: tuple[int, ...] = SEEDS, rounds: int = ROUNDS) -> dict[str, A
     return {"dp_accuracy_by_epsilon": curve, "dp_time_factor": seconds["1"] / seconds["inf"], "dp_clip_norm": 1.0}
 
 
-HOOKS: list[tuple[str, Callable[[], dict[str, Any]]]] = [("compression", compression_rows), ("dp", dp_rows)]
+def _secagg_rows() -> dict[str, Any]:
+    from bench.fl.secagg import secagg_rows
+
+    return secagg_rows()
+
+
+HOOKS: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+    ("compression", compression_rows),
+    ("dp", dp_rows),
+    ("secagg", _secagg_rows),
+]
