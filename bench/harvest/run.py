@@ -16,6 +16,9 @@ warm files:
   stat, compare path + size + mtime with the index, read nothing).
 
 ``peak_rss_mb`` is the larger of this process's and its largest child's peak resident memory.
+``*_cpu_us_per_file`` is the CPU time (user + system, every process of the measure: the harvest's
+own process and its workers) per file, and ``cpu_speedup`` their ratio: where other work shares
+the cores, the rates (and their ratio ``speedup``) move with it, the CPU a file costs much less.
 Writes ``bench/results/harvest.json``.
 """
 
@@ -141,18 +144,28 @@ def link_tree(paths: list[Path], tree: Path) -> list[Path]:
     return linked
 
 
-def _rate(function: Callable[[Path], object], paths: list[Path]) -> float:
-    started = time.perf_counter()
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and of its finished children so far."""
+    return sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
+
+
+def _rate(function: Callable[[Path], object], paths: list[Path]) -> tuple[float, float]:
+    """Files per second, and CPU microseconds per file (every process of the measure), of ``function``."""
+    cpu, started = _cpu_seconds(), time.perf_counter()
     with ProcessPoolExecutor(max_workers=WORKERS) as pool:
         list(pool.map(function, paths, chunksize=256))
-    return len(paths) / (time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return len(paths) / seconds, (_cpu_seconds() - cpu) / len(paths) * 1e6
 
 
-def _harvest(tree: Path, index: DicomIndex) -> tuple[float, IndexReport]:
-    """Harvest ``tree`` into ``index`` as the station does; return the seconds taken and the report."""
-    started = time.perf_counter()
+def _harvest(tree: Path, index: DicomIndex) -> tuple[float, float, IndexReport]:
+    """Harvest ``tree`` into ``index`` as the station does: seconds taken, CPU seconds of every process, report."""
+    cpu, started = _cpu_seconds(), time.perf_counter()
     report = index_collection(tree, index, collection="bench", secret=b"bench" * 8, workers=WORKERS)
-    return time.perf_counter() - started, report
+    return time.perf_counter() - started, _cpu_seconds() - cpu, report
 
 
 def _peak_rss_mb() -> float:
@@ -175,12 +188,12 @@ def main() -> None:
     ):
         paths = link_tree(sources, Path(tree))
         _rate(_floor, paths)  # warm the page cache
-        floor = _rate(_floor, paths)
-        pydicom_rate = _rate(_pydicom, paths)
-        read_header_rate = _rate(_trainyard, paths)
+        floor, _ = _rate(_floor, paths)
+        pydicom_rate, pydicom_cpu = _rate(_pydicom, paths)
+        read_header_rate, _ = _rate(_trainyard, paths)
         with DicomIndex(Path(scratch) / "index.sqlite") as index:
-            seconds, first = _harvest(Path(tree), index)
-            again_seconds, again = _harvest(Path(tree), index)  # unchanged: the incremental path
+            seconds, cpu_seconds, first = _harvest(Path(tree), index)
+            again_seconds, _, again = _harvest(Path(tree), index)  # unchanged: the incremental path
     assert first.indexed + len(first.skipped) == len(paths), first
     assert again.indexed == 0, again
     trainyard_rate = len(paths) / seconds
@@ -192,6 +205,9 @@ def main() -> None:
         "pydicom_files_per_s": round(pydicom_rate),
         "trainyard_files_per_s": round(trainyard_rate),
         "speedup": round(trainyard_rate / pydicom_rate, 2),
+        "pydicom_cpu_us_per_file": round(pydicom_cpu, 1),
+        "trainyard_cpu_us_per_file": round(cpu_seconds / len(paths) * 1e6, 1),
+        "cpu_speedup": round(pydicom_cpu / (cpu_seconds / len(paths) * 1e6), 2),
         "reharvest_files_per_s": round(len(paths) / again_seconds),
         "reharvest_unchanged": again.unchanged,
         "peak_rss_mb": _peak_rss_mb(),
