@@ -96,6 +96,26 @@ class Federation:
     bundle: str
     threads: list[threading.Thread]
     crashed: threading.Event
+    settings: dict[str, StationSettings]
+    stop: threading.Event
+
+    def start(self, name: str, *, crash_on: tuple[str, ...] = ()) -> threading.Event:
+        """Start station ``name``'s agent (again); it crashes at its first request to a path containing ``crash_on``."""
+        crashed = threading.Event()
+        state = StationState(self.settings[name].state_dir)
+        client = hub_client(state.read_identity(), state.load_keys(), read_timeout_s=30)
+        if crash_on:
+
+            def crash(request: httpx.Request) -> None:
+                if any(part in request.url.path for part in crash_on):
+                    raise StationCrash
+
+            client.event_hooks["request"].append(crash)
+        agent = StationAgent(self.settings[name], client=client)
+        thread = threading.Thread(target=_run_agent, args=(agent, self.stop, crashed), daemon=True)
+        thread.start()
+        self.threads.append(thread)
+        return crashed
 
 
 def _bundle() -> bytes:
@@ -136,6 +156,7 @@ def _station(tmp: Path, url: str, admin: httpx.Client, name: str, index: int) ->
 
 
 def _run_agent(agent: StationAgent, stop: threading.Event, crashed: threading.Event) -> None:
+    """Run an agent until ``stop``; a :class:`StationCrash` ends it as a crash would."""
     try:
         agent.run(stop_event=stop)
     except StationCrash:
@@ -148,7 +169,6 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
     mp = pytest.MonkeyPatch()
     mp.setattr(security, "_N", 2**8)
     app = create_app(Settings(state_dir=tmp / "hub", base_iri="http://hub.test", fl_tick_s=0.5, long_poll_max_s=2))
-    stop, crashed = threading.Event(), threading.Event()
     with serve_on_loopback(app) as url:
         with Session(app.state.engine) as session:
             for username, role, station in [("admin", Role.ADMIN, None), ("rosa", Role.RESEARCHER, None)] + [
@@ -167,9 +187,9 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
             json={"title": "Masked", "purpose": "Secure aggregation test", "data_use": ["DUO:0000006", "DUO:0000031"]},
         )
         project_id = project.json()["id"]
-        collections, examples, threads = {}, {}, []
+        collections, examples, all_settings = {}, {}, {}
         for index, name in enumerate(STATIONS):
-            settings, examples[name] = _station(tmp, url, admin, name, index)
+            all_settings[name], examples[name] = _station(tmp, url, admin, name, index)
             collections[name] = f"{name}/{COLLECTION}"
             request = researcher.post(
                 "/access-requests", json={"project_id": project_id, "collections": [collections[name]]}
@@ -180,25 +200,20 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
                 f"/access-requests/{request.json()['id']}/decisions/{decision['id']}/approve", json={"comment": "ok"}
             )
             assert approved.status_code == 200, approved.text
-            state = StationState(settings.state_dir)
-            client = hub_client(state.read_identity(), state.load_keys(), read_timeout_s=30)
-            if name == DROPPED:  # crash once the keys and shares are out, before the masked update
-
-                def crash(request: httpx.Request) -> None:
-                    if "/secagg/masked" in request.url.path or "/update/" in request.url.path:
-                        raise StationCrash
-
-                client.event_hooks["request"].append(crash)
-            agent = StationAgent(settings, client=client)
-            thread = threading.Thread(target=_run_agent, args=(agent, stop, crashed), daemon=True)
-            thread.start()
-            threads.append(thread)
         bundle = _bundle()
         address = content_address(bundle)
         assert researcher.put(f"/artifacts/{address}", content=bundle).status_code in (200, 201)
-        yield Federation(url, app, researcher, keys, project_id, collections, examples, address, threads, crashed)
-        stop.set()
-        for thread in threads:
+        fed = Federation(
+            url, app, researcher, keys, project_id, collections, examples, address, [], threading.Event(),
+            all_settings, threading.Event(),
+        )  # fmt: skip
+        for name in STATIONS:  # the dropped one crashes once its keys and shares are out, before the masked update
+            crashed = fed.start(name, crash_on=("/secagg/masked", "/update/") if name == DROPPED else ())
+            if name == DROPPED:
+                fed.crashed = crashed
+        yield fed
+        fed.stop.set()
+        for thread in fed.threads:
             thread.join(timeout=10)
     mp.undo()
 
@@ -292,3 +307,21 @@ def test_the_hub_holds_no_single_stations_update(federation: Federation, masked_
         assert abs(correlation) < 0.15, (station, correlation)
         # decoded alone it is noise spread over the whole fixed-point range (±2^31 / scale), not the update
         assert np.abs(alone).mean() > 20 * np.abs(plain["fc.weight"]).mean()
+
+
+def test_a_station_restarted_mid_round_resumes_the_protocol(federation: Federation, masked_run: dict[str, Any]) -> None:
+    crashed = federation.start(DROPPED, crash_on=("/secagg/masked",))  # dies after uploading its masked update
+    train = _submit(
+        federation, rounds=1, min_stations=3, compression="none", secagg=True, secagg_phase_s=30, round_deadline_s=240
+    )
+    assert crashed.wait(120), "the station did not get as far as its masked update"
+
+    federation.start(DROPPED)  # the same state folder: it resumes the job with the round's kept secrets
+    run = _wait(federation, train["id"])
+
+    assert run["status"] == "finished", run.get("reason")
+    assert set(run["rounds"][0]["contributed"]) == set(federation.collections.values())
+    actual = load_numpy(federation.researcher.get(f"/models/{run['model_id']}/weights").content)
+    total = sum(federation.examples.values())
+    expected = sum(plain_update(name)["fc.bias"] * federation.examples[name] for name in STATIONS) / total
+    assert np.allclose(actual["fc.bias"], expected, atol=1e-6)
