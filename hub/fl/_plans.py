@@ -24,6 +24,8 @@ from hub.strategies import (
 from protocol import FederatedPlan, FLConfigKey
 from trainkit.compression import decompress_update
 
+from ._lazy import LazyState
+
 __all__ = [
     "LazyResults",
     "UpdateFormatError",
@@ -161,7 +163,8 @@ def decode_state(data: bytes, *, base: State | None = None) -> State:
 class LazyResults(Sequence[FitResult]):
     """The round's results, each update read from the artifact store only when a strategy reaches it.
 
-    FedAvg's streaming average then holds one update at a time, not all of them.
+    FedAvg's streaming average then holds one update at a time, not all of them; weighing the
+    metrics reads none (each result's state is a :class:`LazyState`).
     """
 
     def __init__(self, entries: Sequence[tuple[str, int, dict[str, float]]], read: Any, base: State | None) -> None:
@@ -182,9 +185,9 @@ class LazyResults(Sequence[FitResult]):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         station, num_examples, metrics = self._entries[index]
-        return FitResult(
+        return FitResult(  # the update is read on the state's first use: counts and metrics read none
             station=station,
-            state=decode_state(self._read(index), base=self._base),
+            state=LazyState(lambda: decode_state(self._read(index), base=self._base)),
             num_examples=num_examples,
             metrics=metrics,
         )

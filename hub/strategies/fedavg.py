@@ -27,4 +27,5 @@ class FedAvg(Strategy):
         acc = StreamingAverage(exclude=self.excluded_parameters(results))
         for result in results:
             acc.add(result.state, result.num_examples)
+            del result  # let a lazily read update go before the next one is read
         return acc.result()
