@@ -207,7 +207,9 @@ class FederatedPlan(_Message):
     batch_size: int = Field(default=32, ge=1, le=65536)
     proximal_mu: float = Field(default=0.01, ge=0.0, le=100.0, description="fedprox: the proximal coefficient")
     compression: Annotated[str, StringConstraints(pattern=r"^(none|fp16|topk|sign)$")] = "fp16"
-    topk_fraction: float = Field(default=0.01, gt=0.0, le=1.0)
+    topk_fraction: float = Field(
+        default=0.05, gt=0.0, le=1.0, description="topk: share of each tensor's entries sent (bench/fl chose 5 %)"
+    )
     dp_clip_norm: float | None = Field(
         default=None, gt=0.0, description="DP: each station's change clipped to this L2 norm"
     )

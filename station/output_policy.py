@@ -12,7 +12,8 @@ were written, :func:`check_disclosure` looks inside them:
 * **CSV / text**: the same identifier scan, and at most ``max_array`` lines.
 * **safetensors**: floating-point tensors only (small integer tensors, such as batch-norm
   counters, up to ``max_int_elements``), at most ``max_tensor_elements`` elements per file —
-  raw pixel arrays are integers and large, so they do not pass.
+  raw pixel arrays are integers and large, so they do not pass. A compressed update (``topk``,
+  ``sign``, packed or per tensor) must decode whole, and what it decodes to meets the same rules.
 
 A violation raises :class:`OutputViolation` naming the file and the rule; the agent withholds
 the result, tells the researcher the rule, and keeps the files for the steward's review.
@@ -26,6 +27,8 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from protocol import PolicyError
 from trainkit.compression import decompress_update
@@ -143,33 +146,59 @@ def _check_text(name: str, text: str, rules: DisclosureRules) -> None:
                 raise OutputViolation(name, "no identifiers", f"line {number} holds {found}")
 
 
-_COMPRESSED_PARTS = {"topk": ("::idx", "I32"), "sign": ("::bits", "U8")}
+_COMPRESSED = {"topk", "sign"}
+# Metadata of a compressed update that lists its tensors' names and sizes (checked by decoding).
+_LAYOUT_KEYS = {"shapes", "layout", "whole", "ints", "index"}
+
+
+def _check_compressed(name: str, data: bytes, metadata: dict[str, Any], rules: DisclosureRules) -> None:
+    """A compressed update must decode whole; its decoded tensors meet the same rules as dense ones.
+
+    The packed stream (one uint8 tensor) and per-tensor index or bit arrays are positions and
+    signs, not data: what is counted is what they decode to.
+    """
+    compression = str(metadata.get("compression"))
+    try:
+        dense = decompress_update(data)
+    except ValueError as exc:
+        raise OutputViolation(
+            name, "tensors are model parameters", f"the {compression} update does not decode: {exc}"
+        ) from exc
+    for key, value in metadata.items():
+        found = None if key in _LAYOUT_KEYS else _identifier_in(str(value), rules)
+        if found:
+            raise OutputViolation(name, "no identifiers", f"the metadata holds {found}")
+    total = 0
+    for tensor, array in dense.items():
+        total += int(array.size)
+        if not np.issubdtype(array.dtype, np.floating) and array.size > rules.max_int_elements:
+            raise OutputViolation(
+                name,
+                "tensors are model parameters",
+                f"tensor {tensor!r} is {array.dtype} with {array.size} elements: integer arrays that large look like "
+                f"image data (limit {rules.max_int_elements})",
+            )
+    if total > rules.max_tensor_elements:
+        raise OutputViolation(name, "tensor size", f"{total} elements in all (limit {rules.max_tensor_elements})")
 
 
 def _check_safetensors(name: str, data: bytes, rules: DisclosureRules) -> None:
     (size,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8 : 8 + size].decode("utf-8"))
-    compression = str((header.get("__metadata__") or {}).get("compression", "none"))
-    if compression in _COMPRESSED_PARTS:
-        try:  # a compressed update must decode whole: its index or bit arrays fit its tensors' shapes
-            decompress_update(data)
-        except ValueError as exc:
-            raise OutputViolation(
-                name, "tensors are model parameters", f"the {compression} update does not decode: {exc}"
-            ) from exc
+    metadata = header.get("__metadata__") or {}
+    if str(metadata.get("compression", "none")) in _COMPRESSED:
+        _check_compressed(name, data, metadata, rules)
+        return
     total = 0
     for tensor, info in header.items():
         if tensor == "__metadata__":
             for key, value in (info or {}).items():
                 if key == "shapes":
-                    continue  # sizes of the compressed tensors, checked by decoding
+                    continue  # an empty object in a dense update
                 found = _identifier_in(str(value), rules)
                 if found:
                     raise OutputViolation(name, "no identifiers", f"the metadata holds {found}")
             continue
-        part = _COMPRESSED_PARTS.get(compression)
-        if part is not None and tensor.endswith(part[0]) and info.get("dtype") == part[1]:
-            continue  # the positions or signs of a compressed update's values, not data
         elements = 1
         for dim in info.get("shape", []):
             elements *= int(dim)

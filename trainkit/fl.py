@@ -136,8 +136,13 @@ def run_round(
             for name, value in shared.items()
         }
         residual = {name[len(_RESIDUAL) :]: value.numpy() for name, value in kept.items() if name.startswith(_RESIDUAL)}
+        states = {name for name, value in model.named_buffers() if value.is_floating_point()}  # running statistics
         data_bytes, left = compress_update(
-            delta, method=compression, fraction=float(config.get("topk_fraction", 0.01)), residual=residual or None
+            delta,
+            method=compression,
+            fraction=float(config.get("topk_fraction", 0.05)),
+            residual=residual or None,
+            dense=states,
         )
         station_state.update({f"{_RESIDUAL}{name}": value for name, value in left.items()})
     else:

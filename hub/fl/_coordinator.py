@@ -40,7 +40,15 @@ from hub.strategies import RoundError, RoundFailure
 from hub.strategies.dp import DifferentialPrivacy, epsilon_for
 from protocol import FederatedPlan, JobStatus, ModelUpdateRef, RoundSpec, SignedManifest, utc_now
 
-from ._plans import LazyResults, UpdateFormatError, decode_state, encode_state, rounds_for, strategy_for
+from ._plans import (
+    LazyResults,
+    UpdateFormatError,
+    check_update,
+    decode_state,
+    encode_state,
+    rounds_for,
+    strategy_for,
+)
 from ._secagg import SecureAggregation
 
 __all__ = ["RoundCoordinator", "plan_of"]
@@ -225,6 +233,20 @@ class RoundCoordinator:
             session.add(job)
         session.commit()
 
+    def _decodable_updates(
+        self, updates: Sequence[FLUpdate], base: dict[str, torch.Tensor] | None, failures: list[RoundFailure]
+    ) -> list[FLUpdate]:
+        """The updates that decode against the round's model; each other one becomes its station's failure."""
+        usable = []
+        for item in updates:
+            try:
+                check_update(self.artifacts.path_for(item.address), base=base)
+            except (UpdateFormatError, OSError) as exc:
+                failures.append(RoundFailure(station=item.collection, reason=f"its update was refused: {exc}"))
+                continue
+            usable.append(item)
+        return usable
+
     def _claim(self, session: Session, round_row: FLRound) -> bool:
         """Move the round out of ``open`` exactly once (other callers see 0 rows changed)."""
         changed = session.exec(
@@ -260,6 +282,8 @@ class RoundCoordinator:
             for job in jobs
             if job.collection_id not in delivered
         ]
+        if not plan.secagg:
+            updates = self._decodable_updates(updates, base, failures)
         entries = [(u.collection, u.num_examples, dict(u.metrics)) for u in updates]
         addresses = [u.address for u in updates]
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, overload
 
 import torch
@@ -29,6 +30,7 @@ from ._lazy import LazyState
 __all__ = [
     "LazyResults",
     "UpdateFormatError",
+    "check_update",
     "decode_state",
     "encode_state",
     "rounds_for",
@@ -127,18 +129,25 @@ def _metadata_of(data: bytes) -> dict[str, str]:
 def decode_state(data: bytes, *, base: State | None = None) -> State:
     """Read an update: float tensors as float32; a ``delta`` update is added to ``base``.
 
+    A compressed (``topk`` / ``sign``) update, packed or per tensor, is checked against ``base``
+    before it is expanded: only the model's tensors, with the model's shapes, finite scales and
+    values, positions in range and ascending, every length as its layout says.
+
     Raises
     ------
     UpdateFormatError
-        When the bytes are not safetensors, use an unknown compression, or are a delta without a base.
+        When the bytes are not safetensors, use an unknown compression, are a delta without a
+        base, or do not fit the model; the round then goes on without this update.
     """
     meta = _metadata_of(data)
     compression = meta.get(META_COMPRESSION, "none")
-    if compression in {"topk", "sign"}:  # sparse or 1-bit: trainkit.compression's format
+    if compression in {"topk", "sign"}:  # sparse or 1-bit: trainkit.compression's formats
         if meta.get(META_KIND) != "delta":
             raise UpdateFormatError(f"a {compression} update must be a delta (update_kind = delta)")
+        if base is None:
+            raise UpdateFormatError("a delta update needs the round's global model")
         try:
-            dense = decompress_update(data)
+            dense = decompress_update(data, expected={key: tuple(value.shape) for key, value in base.items()})
         except ValueError as exc:
             raise UpdateFormatError(f"the {compression} update does not decode: {exc}") from exc
         raw = {key: torch.from_numpy(value.copy()) for key, value in dense.items()}
@@ -156,8 +165,31 @@ def decode_state(data: bytes, *, base: State | None = None) -> State:
         missing = sorted(set(state) - set(base))
         if missing:
             raise UpdateFormatError(f"the delta names parameters the global model lacks: {missing[:5]}")
+        wrong = sorted(key for key, value in state.items() if value.shape != base[key].shape)
+        if wrong:
+            raise UpdateFormatError(f"the delta's shapes differ from the global model's for {wrong[:5]}")
         state = {key: base[key].float() + value if value.is_floating_point() else value for key, value in state.items()}
     return state
+
+
+def check_update(path: Path, *, base: State | None) -> None:
+    """Refuse, before a round aggregates, a compressed update that does not decode against ``base``.
+
+    Only the header is read of a dense update (safetensors checks the rest as it loads); a
+    ``topk`` or ``sign`` update is small and is decoded whole, so that one station's malformed
+    update drops that station from the round instead of failing the round.
+
+    Raises
+    ------
+    UpdateFormatError
+        With the reason, as :func:`decode_state` gives it.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(8)
+        size = int.from_bytes(head, "little") if len(head) == 8 else 0
+        header = head + handle.read(min(size, 100 << 20))
+    if _metadata_of(header).get(META_COMPRESSION, "none") in {"topk", "sign"}:
+        decode_state(path.read_bytes(), base=base)
 
 
 class LazyResults(Sequence[FitResult]):

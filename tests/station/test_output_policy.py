@@ -150,6 +150,40 @@ def test_compressed_updates_pass_and_fake_ones_do_not() -> None:
     assert rule_of([("update.safetensors", "safetensors", smuggled)]) == "tensors are model parameters"
 
 
+@pytest.mark.parametrize("method", ["topk", "sign"])
+def test_packed_updates_pass_and_malformed_or_oversized_ones_do_not(method: str) -> None:
+    from trainkit._packed import BLOB
+    from trainkit.compression import compress_update, read_safetensors, write_safetensors
+
+    rng = np.random.default_rng(2)
+    weights = {
+        "conv.weight": rng.normal(size=(64, 64, 3, 3)).astype(np.float32),
+        "bn.running_var": rng.random(64).astype(np.float32),
+        "bn.num_batches_tracked": np.array(7, dtype=np.int64),
+    }
+    packed, _ = compress_update(weights, method=method, fraction=0.05, dense={"bn.running_var"})
+    tensors, metadata = read_safetensors(packed)
+    assert tensors[BLOB].size > DisclosureRules().max_int_elements  # a uint8 stream, but positions and signs
+    truncated = write_safetensors({BLOB: tensors[BLOB][:-1]}, metadata)
+    nan_scale = tensors[BLOB].copy()
+    nan_scale[-4:] = np.frombuffer(np.float32("nan").tobytes(), dtype=np.uint8)  # the last whole-tensor scale
+    pixels = {**metadata, "ints": "bn.num_batches_tracked==I64,pixels=4096=I64"}
+    smuggled = write_safetensors(
+        {BLOB: np.concatenate([tensors[BLOB][:8], np.zeros(4096 * 8, np.uint8), tensors[BLOB][8:]])}, pixels
+    )
+
+    assert rule_of([("update.safetensors", "safetensors", packed)]) is None
+    assert rule_of([("update.safetensors", "safetensors", truncated)]) == "tensors are model parameters"
+    nan_update = write_safetensors({BLOB: nan_scale}, metadata)
+    assert rule_of([("update.safetensors", "safetensors", nan_update)]) == "tensors are model parameters"
+    with pytest.raises(OutputViolation, match="integer arrays that large"):
+        check_disclosure([("update.safetensors", "safetensors", smuggled)], DisclosureRules())
+    small = DisclosureRules(max_tensor_elements=1000)
+    with pytest.raises(OutputViolation) as caught:
+        check_disclosure([("update.safetensors", "safetensors", packed)], small)
+    assert caught.value.rule == "tensor size"
+
+
 def test_agent_withholds_a_result_with_a_patient_name_and_redacts_it_from_logs(
     settings: StationSettings,
     state: StationState,

@@ -436,6 +436,33 @@ def test_compressed_rounds_add_the_decoded_changes_to_the_global_model(federatio
     assert torch.allclose(load_safetensors(weights.content)["w"], torch.tensor([3.0, 2.0]))  # 1 + mean of changes
 
 
+def test_a_malformed_compressed_update_drops_its_station_not_the_round(federation: Federation) -> None:
+    import numpy as np
+
+    from trainkit.compression import compress_update, read_safetensors, write_safetensors
+
+    train = _submit(federation, rounds=2, min_stations=1, compression="topk", topk_fraction=0.5)
+    first = {name: _poll(federation, name) for name in federation.stations}
+    for name in federation.stations:
+        assert _deliver(federation, name, first[name], 1.0, 10).status_code == 202
+    second = {name: _poll(federation, name) for name in federation.stations}
+    good, _ = compress_update({"w": np.array([4.0, 0.0], np.float32), "b": np.zeros(1, np.float32)}, method="topk")
+    tensors, metadata = read_safetensors(good)
+    bad = write_safetensors(tensors, {**metadata, "layout": "b=1,w=3"})  # w is 2 entries in the model
+
+    assert _deliver(federation, STATION, second[STATION], 0.0, 10, data=good).status_code == 202
+    assert _deliver(federation, OTHER_STATION, second[OTHER_STATION], 0.0, 10, data=bad).status_code == 202
+
+    run = _rounds(federation, train["id"])
+    assert run["status"] == "finished"
+    last = run["rounds"][-1]
+    assert last["contributed"] == [federation.collections[STATION]]
+    reason = last["dropped"][federation.collections[OTHER_STATION]]
+    assert "its update was refused" in reason and "shapes differ" in reason
+    weights = federation.client.get(f"/models/{run['model_id']}/weights", headers=federation.researcher.headers)
+    assert torch.allclose(load_safetensors(weights.content)["w"], torch.tensor([5.0, 1.0]))
+
+
 def test_differential_privacy_needs_the_initial_model_and_clips_each_change(federation: Federation) -> None:
     initial = save_safetensors({"w": torch.zeros(2), "b": torch.zeros(1)}, metadata={"compression": "none"})
     address = content_address(initial)
