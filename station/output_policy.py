@@ -17,6 +17,11 @@ were written, :func:`check_disclosure` looks inside them:
 
 A violation raises :class:`OutputViolation` naming the file and the rule; the agent withholds
 the result, tells the researcher the rule, and keeps the files for the steward's review.
+
+No output is ever DICOM: a train declares only json, csv, text or safetensors
+(:class:`protocol.OutputSpec`), and a DICOM file written under any of them fails the type check
+or these rules (its UIDs), so the Annex E de-identification (:mod:`station.deid`) has no derived
+DICOM to process and serves ``trainyard station deidentify`` only.
 """
 
 from __future__ import annotations
