@@ -67,6 +67,8 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/stations/me/jobs/{job_id}/result"): frozenset({STATION_ROLE}),
     ("POST", "/stations/me/jobs/{job_id}/heartbeat"): frozenset({STATION_ROLE}),
     ("PUT", "/stations/me/jobs/{job_id}/update/{address}"): frozenset({STATION_ROLE}),
+    ("PUT", "/stations/me/jobs/{job_id}/secagg/{step}"): frozenset({STATION_ROLE}),
+    ("GET", "/stations/me/jobs/{job_id}/secagg/{publication}"): frozenset({STATION_ROLE}),
     ("POST", "/stations/me/jobs/{job_id}/uploads"): frozenset({STATION_ROLE}),
     ("GET", "/stations/me/jobs/{job_id}/uploads/{upload_id}"): frozenset({STATION_ROLE}),
     ("PUT", "/stations/me/jobs/{job_id}/uploads/{upload_id}/{offset}"): frozenset({STATION_ROLE}),
@@ -182,6 +184,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 "version": "1",
                 "grant_id": grant["id"],
                 "upload_id": "no-such-upload",
+                "step": "keys",
+                "publication": "roster",
                 "offset": "0",
             },
         )
