@@ -12,8 +12,10 @@ kept. Needs the ``onnx`` extra (``pip install 'trainyard[onnx]'``).
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 import tomllib
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,22 +121,31 @@ def export_onnx(
     out.parent.mkdir(parents=True, exist_ok=True)
     external = weights.stat().st_size > _EXTERNAL_DATA_BYTES
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)  # "torchvision is not installed" and the like are torch's notes
     try:
-        program = torch.onnx.export(
-            model,
-            (example,),
-            dynamo=True,
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_shapes=({0: batch},),
-            verbose=False,
-        )
+        with warnings.catch_warnings():  # so are its deprecation warnings
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model,
+                (example,),
+                dynamo=True,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_shapes=({0: batch},),
+                verbose=False,
+            )
         assert program is not None
         program.save(str(out), external_data=external)
-        opset = int(program.model_proto.opset_import[0].version)
+        opset = next(
+            int(entry.version) for entry in program.model_proto.opset_import if entry.domain in ("", "ai.onnx")
+        )
     except Exception as exc:  # torch.export / onnxscript raise many kinds
         out.unlink(missing_ok=True)
         raise OnnxExportError(f"torch.onnx.export failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        exporter_log.setLevel(level)
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     worst = 0.0
     sizes = [1, input_shape[0], *([input_shape[0]] * max(0, checks - 2))][:checks]
