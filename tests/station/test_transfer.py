@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -21,8 +22,20 @@ from fastapi.testclient import TestClient
 
 from hub import Settings, create_app
 from hub.core import security
-from protocol import DEFAULT_CHUNK_BYTES, ContentHashError, content_address, load_key_pair
-from station.agent import StationSignature
+from protocol import (
+    DEFAULT_CHUNK_BYTES,
+    ContentHashError,
+    JobStatus,
+    ModelUpdateRef,
+    ResultEnvelope,
+    content_address,
+    load_key_pair,
+    seal,
+    sign_envelope,
+)
+from station.agent import StationAgent, StationSignature
+from station.config import StationSettings
+from station.state import StationState
 from station.transfer import TransferError, TransferRefused, download_file, upload_file
 
 HUB_TESTS = Path(__file__).resolve().parents[1] / "hub"
@@ -58,12 +71,14 @@ def station_client(hub_app: TestClient, fl: RunningRound) -> TestClient:
 
 
 def _drop_after(client: httpx.Client, chunks: int) -> list[int]:
-    """Make the connection drop before the chunk after ``chunks`` chunk PUTs; return the offsets sent."""
+    """Make the connection drop once, before the chunk after ``chunks`` chunk PUTs; return the offsets sent."""
     sent: list[int] = []
+    dropped: list[bool] = []
 
     def hook(request: httpx.Request) -> None:
         if request.method == "PUT" and "/uploads/" in request.url.path:
-            if len(sent) == chunks:
+            if len(sent) == chunks and not dropped:
+                dropped.append(True)
                 raise httpx.ConnectError("the connection dropped", request=request)
             sent.append(int(request.url.path.rsplit("/", 1)[1]))
 
@@ -142,6 +157,31 @@ def test_a_download_that_does_not_match_its_address_or_is_too_large_is_refused(
 
     assert missing.value.status == 404
     assert not target.exists() and not target.with_name("global.safetensors.part").exists()
+
+
+def test_the_agent_sends_an_update_the_hub_will_not_take_whole_in_chunks_and_resumes_after_a_drop(
+    station_client: TestClient, fl: RunningRound, state: StationState, settings: StationSettings
+) -> None:
+    agent = StationAgent(settings, client=station_client, retry_delays=(0.0,), sleep=lambda _s: None)
+    agent.outbox.put_update(fl.job.job_id, DATA)  # above the hub's 4 KiB chunks: one PUT gets 413
+    envelope = ResultEnvelope(
+        job_id=fl.job.job_id,
+        train_id=fl.job.train_id,
+        station=fl.station.name,
+        status=JobStatus.SUCCEEDED,
+        sealed=seal(b"{}", fl.researcher.keys.encryption_public, associated_data=fl.job.job_id),
+        update=ModelUpdateRef(address=content_address(DATA), size=len(DATA), num_examples=10),
+        created_at=datetime.now(UTC),
+    )
+    signed = sign_envelope(envelope, fl.station.keys.signing)
+    agent.outbox.put(signed)
+    sent = _drop_after(station_client, 3)  # the first attempt breaks off after three chunks
+
+    assert agent.upload(signed)
+
+    assert sent == [0, CHUNK, 2 * CHUNK, 3 * CHUNK, 4 * CHUNK, 5 * CHUNK]  # resumed at the hub's offset
+    assert station_client.get(f"/artifacts/{content_address(DATA)}").content == DATA
+    assert not agent.outbox.has(fl.job.job_id)
 
 
 # -- 1 GiB over real loopback, the hub in its own process ----------------------------------------------
