@@ -31,6 +31,7 @@ import os
 import re
 import sqlite3
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -114,6 +115,7 @@ SERIES_FIELDS = (
 _SEXES = {"F", "M", "O"}
 WITHDRAWN_REASON = "subject withdrawn (GDPR): never indexed or shown to trains again"
 _BATCH = 500  # files per transaction: a crash loses at most one batch of work
+_IN_FLIGHT = 4  # chunks per worker read ahead of the writer
 _DICOMDIR_REASON = "DICOMDIR index"
 _NOT_DICOM_REASON = "not a DICOM file (no 'DICM' preamble, and no DICOM attributes without it)"
 
@@ -929,14 +931,13 @@ def index_collection(
         index.clear_collection(collection)  # indexed before files were tracked: start afresh
     withdrawn = frozenset(str(row[0]) for row in db.execute("SELECT pseudonym FROM withdrawn"))
     reader = _RowReader(collection=collection, secret=secret, withdrawn=withdrawn, exclude=exclude)
+    writer = _Writer(index, collection=collection, known=known, report=report, on_progress=on_progress)
+    readers = _Readers(reader, writer, workers=workers)
     present: set[str] = set()
-    seen = 0
-    chunks: list[list[tuple[str, int, int]]] = [[]]  # the files to read, _BATCH a chunk
-    to_read = 0
-    pool: ProcessPoolExecutor | None = None
-    futures: list[Future[list[str | FileRows]]] = []
+    chunk: list[tuple[str, int, int]] = []
     try:
-        # the walk: an unchanged file costs one lstat; the others go to the workers as the walk finds them
+        # one pass: an unchanged file costs one lstat; the others go to the workers in chunks as the
+        # walk finds them, and the rows of finished chunks are written meanwhile
         for name, stat in _walk_files(root):
             present.add(name)
             previous = known.get(name)
@@ -947,89 +948,137 @@ def index_collection(
                 if previous[2] == "skipped":
                     report.skipped.append(SkippedFile(Path(name), previous[3] or "skipped"))
             else:
-                chunks[-1].append((name, stat[0], stat[1]))
-                to_read += 1
-                if len(chunks[-1]) >= _BATCH:
-                    chunks.append([])
-                    pool = _submit(pool, futures, chunks, reader, workers=workers, to_read=to_read)
+                chunk.append((name, stat[0], stat[1]))
+                if len(chunk) >= _BATCH:
+                    readers.read(chunk)
+                    chunk = []
                 continue
-            seen += 1
-            if on_progress is not None:
-                on_progress(Path(name), seen)
-        if not chunks[-1]:
-            chunks.pop()
-        pool = _submit(pool, futures, chunks, reader, workers=workers, to_read=to_read, last=True)
-        with db:
-            for gone in sorted(set(known) - present):
-                db.execute("DELETE FROM instance WHERE collection = ? AND path = ?", (collection, gone))
-                db.execute("DELETE FROM file WHERE collection = ? AND path = ?", (collection, gone))
-                report.removed += 1
-        # the rows: one transaction per chunk, so the file rows say what is finished
-        written: set[tuple[str, str]] = set()  # the patients, studies and series this harvest stored
-        for number, chunk in enumerate(chunks):
-            results = futures[number].result() if pool is not None else reader(chunk)
-            with db:
-                files_done: list[Row] = []
-                instances: list[Row] = []
-                patients: list[Row] = []
-                tokens: list[Row] = []
-                studies: list[Row] = []
-                series: list[Row] = []
-                for (path, size, mtime), result in zip(chunk, results, strict=True):
-                    if path in known:  # a changed file: its old instance row goes (a new one has none)
-                        db.execute("DELETE FROM instance WHERE collection = ? AND path = ?", (collection, path))
-                    if isinstance(result, str):
-                        report.skipped.append(SkippedFile(Path(path), result))
-                        files_done.append((collection, path, size, mtime, "skipped", result))
-                    else:
-                        file_row, instance_row, pseudonym, patient_row, token_rows, study_row, series_row = result
-                        if ("patient", pseudonym) not in written:
-                            written.add(("patient", pseudonym))
-                            patients.append(patient_row)
-                            tokens.extend(token_rows)
-                        if ("study", study_row[1]) not in written:
-                            written.add(("study", study_row[1]))
-                            studies.append(study_row)
-                        if ("series", series_row[1]) not in written:
-                            written.add(("series", series_row[1]))
-                            series.append(series_row)
-                        instances.append(instance_row)
-                        files_done.append(file_row)
-                        report.indexed += 1
-                    seen += 1
-                    if on_progress is not None:
-                        on_progress(Path(path), seen)
-                db.executemany(_INSERT_PATIENT, patients)
-                db.executemany(_INSERT_NAME_PART, tokens)
-                db.executemany(_INSERT_STUDY, studies)
-                db.executemany(_INSERT_SERIES, series)
-                db.executemany(_INSERT_INSTANCE, instances)
-                db.executemany(_INSERT_FILE, files_done)
+            writer.tick(name)
+        if chunk:
+            readers.read(chunk)
+        readers.finish()
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+        readers.close()
     with db:
+        for gone in sorted(set(known) - present):
+            db.execute("DELETE FROM instance WHERE collection = ? AND path = ?", (collection, gone))
+            db.execute("DELETE FROM file WHERE collection = ? AND path = ?", (collection, gone))
+            report.removed += 1
         index._prune_orphans(collection)
     return report
 
 
-def _submit(
-    pool: ProcessPoolExecutor | None,
-    futures: list[Future[list[str | FileRows]]],
-    chunks: list[list[tuple[str, int, int]]],
-    reader: _RowReader,
-    *,
-    workers: int,
-    to_read: int,
-    last: bool = False,
-) -> ProcessPoolExecutor | None:
-    """Hand the full chunks not yet handed out to the worker processes; start them once there is enough to read.
+class _Writer:
+    """Writes the rows of read chunks, one transaction a chunk (its file rows say what is finished)."""
 
-    Returns the pool (``None``: the files are read here, with one process).
+    def __init__(
+        self,
+        index: DicomIndex,
+        *,
+        collection: str,
+        known: dict[str, tuple[int, int, str, str | None]],
+        report: IndexReport,
+        on_progress: Callable[[Path, int], None] | None,
+    ) -> None:
+        self.db = index.connection
+        self.collection = collection
+        self.known = known
+        self.report = report
+        self.on_progress = on_progress
+        self.seen = 0
+        self.written: set[tuple[str, str]] = set()  # the patients, studies and series this harvest stored
+
+    def tick(self, path: str) -> None:
+        """One more file is done."""
+        self.seen += 1
+        if self.on_progress is not None:
+            self.on_progress(Path(path), self.seen)
+
+    def write(self, chunk: list[tuple[str, int, int]], results: list[str | FileRows]) -> None:
+        """Store one chunk's rows (what :class:`_RowReader` made of it) in one transaction."""
+        db, collection, report, written = self.db, self.collection, self.report, self.written
+        files_done: list[Row] = []
+        instances: list[Row] = []
+        patients: list[Row] = []
+        tokens: list[Row] = []
+        studies: list[Row] = []
+        series: list[Row] = []
+        with db:
+            for (path, size, mtime), result in zip(chunk, results, strict=True):
+                if path in self.known:  # a changed file: its old instance row goes (a new one has none)
+                    db.execute("DELETE FROM instance WHERE collection = ? AND path = ?", (collection, path))
+                if isinstance(result, str):
+                    report.skipped.append(SkippedFile(Path(path), result))
+                    files_done.append((collection, path, size, mtime, "skipped", result))
+                else:
+                    file_row, instance_row, pseudonym, patient_row, token_rows, study_row, series_row = result
+                    if ("patient", pseudonym) not in written:
+                        written.add(("patient", pseudonym))
+                        patients.append(patient_row)
+                        tokens.extend(token_rows)
+                    if ("study", study_row[1]) not in written:
+                        written.add(("study", study_row[1]))
+                        studies.append(study_row)
+                    if ("series", series_row[1]) not in written:
+                        written.add(("series", series_row[1]))
+                        series.append(series_row)
+                    instances.append(instance_row)
+                    files_done.append(file_row)
+                    report.indexed += 1
+                self.tick(path)
+            db.executemany(_INSERT_PATIENT, patients)
+            db.executemany(_INSERT_NAME_PART, tokens)
+            db.executemany(_INSERT_STUDY, studies)
+            db.executemany(_INSERT_SERIES, series)
+            db.executemany(_INSERT_INSTANCE, instances)
+            db.executemany(_INSERT_FILE, files_done)
+
+
+class _Readers:
+    """Reads chunks of files here or in worker processes, and hands their rows to the writer in order.
+
+    The pool starts once more than ``_PARALLEL_FROM`` files are to be read (starting processes
+    costs more than reading a few files). At most ``_IN_FLIGHT`` chunks per worker are read ahead of
+    the writer, so memory stays bounded however large the tree.
     """
-    if pool is None and workers > 1 and to_read > _PARALLEL_FROM:
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(reader,))
-    if pool is not None:
-        full = len(chunks) if last else len(chunks) - 1  # the last chunk is still filling
-        futures.extend(pool.submit(_read_chunk, chunk) for chunk in chunks[len(futures) : full])
-    return pool
+
+    def __init__(self, reader: _RowReader, writer: _Writer, *, workers: int) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.workers = workers
+        self.pool: ProcessPoolExecutor | None = None
+        self.waiting: list[list[tuple[str, int, int]]] = []  # chunks for which no pool is started yet
+        self.in_flight: deque[tuple[list[tuple[str, int, int]], Future[list[str | FileRows]]]] = deque()
+
+    def read(self, chunk: list[tuple[str, int, int]]) -> None:
+        """Read ``chunk`` (now, or in a worker) and write the rows of the chunks finished so far."""
+        if self.workers <= 1:
+            self.writer.write(chunk, self.reader(chunk))
+            return
+        self.waiting.append(chunk)
+        if self.pool is None:
+            if sum(len(waiting) for waiting in self.waiting) <= _PARALLEL_FROM:
+                return
+            self.pool = ProcessPoolExecutor(
+                max_workers=self.workers, initializer=_start_worker, initargs=(self.reader,)
+            )
+        for waiting in self.waiting:
+            self.in_flight.append((waiting, self.pool.submit(_read_chunk, waiting)))
+        self.waiting = []
+        while self.in_flight and (self.in_flight[0][1].done() or len(self.in_flight) > _IN_FLIGHT * self.workers):
+            finished, future = self.in_flight.popleft()
+            self.writer.write(finished, future.result())
+
+    def finish(self) -> None:
+        """Read what is left and write every row."""
+        for waiting in self.waiting:  # too few files for the pool
+            self.writer.write(waiting, self.reader(waiting))
+        self.waiting = []
+        while self.in_flight:
+            finished, future = self.in_flight.popleft()
+            self.writer.write(finished, future.result())
+
+    def close(self) -> None:
+        """Stop the worker processes (what they had not started is cancelled)."""
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)

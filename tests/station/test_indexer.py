@@ -448,6 +448,30 @@ class TestIncrementalHarvest:
             assert len(read) == len(files) - 8
             assert index.count_for_table("c", "instance") == len(files)
 
+    def test_parallel_harvest_resumes_after_crash(
+        self, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import station.indexer as indexer
+
+        for copy in range(4):  # enough files for the process pool
+            self._copy(synthetic_root, tmp_path / "c" / str(copy))
+        total = sum(1 for _ in iter_dicom_paths(tmp_path / "c"))
+        monkeypatch.setattr(indexer, "_BATCH", 40)
+
+        def crash(path: Path, seen: int) -> None:
+            if seen == 170:
+                raise KeyboardInterrupt
+
+        with DicomIndex(tmp_path / "i.sqlite") as index:
+            with pytest.raises(KeyboardInterrupt):
+                index_collection(tmp_path / "c", index, collection="c", secret=SECRET, on_progress=crash, workers=2)
+            resumed = index_collection(tmp_path / "c", index, collection="c", secret=SECRET, workers=2)
+
+            assert resumed.unchanged == 160  # four finished chunks of forty
+            assert resumed.indexed == total - 160 > 256
+            stored = index.connection.execute("SELECT COUNT(*) FROM file WHERE status = 'indexed'").fetchone()[0]
+            assert stored == total  # the copies share their UIDs: one instance row for four files
+
     def test_reharvest_from_a_relative_root_reads_nothing(
         self, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
