@@ -356,6 +356,30 @@ def test_parallel_harvest_indexes_the_same_rows(tmp_path: Path, synthetic_root: 
     )
 
 
+def test_parallel_harvest_applies_the_collection_rule(tmp_path: Path, synthetic_root: Path) -> None:
+    import pickle
+
+    from station.collections import CollectionRule
+
+    many = tmp_path / "many"
+    for copy in range(3):  # enough files for the process pool
+        for number, path in enumerate(p for p in synthetic_root.rglob("*") if p.is_file()):
+            target = many / f"c{copy}" / f"{number}.dcm"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    rule = CollectionRule(folder=many, modality=("MR",))
+    assert pickle.dumps(rule.excludes)  # the workers get the rule, whatever their start method
+    serial_db, parallel_db = DicomIndex(tmp_path / "serial.sqlite"), DicomIndex(tmp_path / "parallel.sqlite")
+
+    serial = index_collection(many, serial_db, collection="c", secret=b"s", exclude=rule.excludes)
+    parallel = index_collection(many, parallel_db, collection="c", secret=b"s", exclude=rule.excludes, workers=2)
+
+    outside = [s for s in parallel.skipped if s.reason.startswith("outside the collection's rule")]
+    assert outside and [(s.path, s.reason) for s in serial.skipped] == [(s.path, s.reason) for s in parallel.skipped]
+    assert _rows(serial_db) == _rows(parallel_db)
+    assert set(parallel_db.subject_counts_for_attribute("c", "modality")) <= {"MR"}
+
+
 def test_harvest_stores_what_add_header_stores(tmp_path: Path, synthetic_root: Path) -> None:
     """The harvest's batched rows (built in the workers, shared within a series) equal one header's rows."""
     root = tmp_path / "c"
