@@ -1,10 +1,7 @@
-"""Rows of the FL benchmark beyond the strategy table: update compression and differential privacy.
+"""Rows of the FL benchmark beyond the strategy table: update compression, differential privacy, secure aggregation.
 
-Each compressed run is FedAvg with the same task, seeds, rounds and local epochs as the table;
-round 1 sends whole fp16 weights (there is no global model to change yet), later rounds send
-their change compressed by ``trainkit.compression`` with error feedback kept per station, and
-the hub side decodes it with ``hub.fl.decode_state`` exactly as in production. Bytes are the
-update files' sizes.
+Update compression has its own module (``bench.fl.compression``: every variant, IID and alpha =
+0.5, bytes per round and the top-k curve); differential privacy is measured here.
 """
 
 from __future__ import annotations
@@ -15,78 +12,22 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 from bench.fl.task import Task, accuracy, fit, initial_state, make_task
-from hub.fl import decode_state, encode_state
 from hub.strategies import FedAvg, FitResult, StrategyOptions
 from hub.strategies.dp import DifferentialPrivacy, noise_for_epsilon
-from trainkit.compression import compress_update
 
-__all__ = ["HOOKS", "compressed_fedavg"]
+__all__ = ["HOOKS"]
 
 SEEDS, ROUNDS, EPOCHS, LR, BATCH = (0, 1, 2), 20, 1, 0.05, 32
 
 
-def compressed_fedavg(
-    task: Task, method: str, *, seed: int, rounds: int, fraction: float = 0.01
-) -> tuple[float, float]:
-    """Final accuracy and mean bytes per station per round (after round 1) of compressed FedAvg."""
-    strategy = FedAvg(StrategyOptions(local_epochs=EPOCHS, learning_rate=LR, batch_size=BATCH))
-    names = [f"s{i}" for i in range(len(task.stations))]
-    state = initial_state(seed)
-    residuals: dict[str, dict[str, np.ndarray] | None] = dict.fromkeys(names)
-    sizes: list[int] = []
-    for number in range(1, rounds + 1):
-        results = []
-        for index, name in enumerate(strategy.configure_round(number, names, state)):
-            trained = fit(
-                state, task.stations[index], epochs=EPOCHS, lr=LR, batch_size=BATCH, seed=seed * 1000 + number
-            )
-            if number == 1 or method == "fp16":
-                data = encode_state(
-                    {k: v.half() if v.is_floating_point() else v for k, v in trained.items()},
-                    metadata={"compression": "fp16"},
-                )
-                received = decode_state(data)
-            else:
-                delta = {k: (v - state[k]).numpy() if v.is_floating_point() else v.numpy() for k, v in trained.items()}
-                data, residuals[name] = compress_update(
-                    delta, method=method, fraction=fraction, residual=residuals[name]
-                )
-                received = decode_state(data, base=state)
-            if number > 1:
-                sizes.append(len(data))
-            results.append(FitResult(station=name, state=received, num_examples=len(task.stations[index])))
-        aggregated, _metrics = strategy.aggregate_round(number, results, [])
-        state = {**state, **aggregated}
-    return accuracy(state, task.test), statistics.fmean(sizes) if sizes else 0.0
+def compression_rows() -> dict[str, Any]:
+    """The communication rows (``bench.fl.compression``)."""
+    from bench.fl.compression import compression_rows as rows
 
-
-def compression_rows(seeds: tuple[int, ...] = SEEDS, rounds: int = ROUNDS) -> dict[str, Any]:
-    """Accuracy and bytes per round of fp16, top-k (1 %) and sign updates, IID and alpha = 0.5."""
-    table: dict[str, dict[str, dict[str, float]]] = {}
-    for label, alpha in (("iid", None), ("alpha0.5", 0.5)):
-        table[label] = {}
-        for method in ("fp16", "topk", "sign"):
-            runs = [
-                compressed_fedavg(make_task(alpha=alpha, seed=seed), method, seed=seed, rounds=rounds) for seed in seeds
-            ]
-            table[label][method] = {
-                "acc": statistics.fmean(acc for acc, _ in runs),
-                "bytes_per_update": statistics.fmean(size for _, size in runs),
-            }
-        print("compression", label, table[label], flush=True)
-    fp16, topk = table["iid"]["fp16"], table["iid"]["topk"]
-    loss = max(100 * (table[p]["fp16"]["acc"] - table[p]["topk"]["acc"]) for p in table)
-    return {
-        "compression_table": table,
-        "compression_ratio": fp16["bytes_per_update"] / topk["bytes_per_update"],
-        "compression_loss_pp": loss,
-        "sign_ratio": fp16["bytes_per_update"] / table["iid"]["sign"]["bytes_per_update"],
-        "sign_loss_pp": max(100 * (table[p]["fp16"]["acc"] - table[p]["sign"]["acc"]) for p in table),
-    }
+    return rows()
 
 
 def dp_fedavg(task: Task, *, seed: int, rounds: int, epsilon: float, clip_norm: float = 1.0) -> tuple[float, float]:

@@ -137,7 +137,8 @@ def test_compressed_updates_shrink_the_upload_from_round_two(
     run, _ = _run(federation, _train_with(tmp_path, plan))
 
     first, second = (row["bytes_up"] for row in run["rounds"])
-    assert second < first / 2, (method, first, second)
+    # round 1: fp16 weights (no initial model); round 2: the packed change, ~1/11 (topk) and ~1/8 (sign) of that
+    assert second < first / 6, (method, first, second)
 
 
 def test_differential_privacy_reports_its_budget_with_the_model(
