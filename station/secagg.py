@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from pydantic import ValidationError
 
 from protocol import (
+    DEFAULT_CHUNK_BYTES,
     DecryptionError,
     FederatedPlan,
     Job,
@@ -66,6 +67,7 @@ from protocol import (
 
 from .outbox import file_name_for_job
 from .state import write_private_file
+from .transfer import TransferError, TransferRefused, upload_file
 
 __all__ = ["SecAggRefused", "forget_round", "mask_round_update", "reveal_for", "secagg_state_file"]
 
@@ -176,12 +178,22 @@ class _Protocol:
                 )
             self._sleep(self.poll_s)
 
-    def _upload_artifact(self, data: bytes, address: str) -> None:
-        response = self.client.put(
-            f"{self.base}/update/{address}", content=data, headers={"content-type": "application/octet-stream"}
-        )
-        if response.status_code not in (200, 201):
-            raise SecAggRefused(f"the hub refused the masked update: {_detail(response)}")
+    def _upload_artifact(self, path: Path, address: str) -> None:
+        """The masked update as an artifact: one request up to a chunk, a resumable upload above."""
+        if path.stat().st_size <= DEFAULT_CHUNK_BYTES:
+            response = self.client.put(
+                f"{self.base}/update/{address}",
+                content=path.read_bytes(),
+                headers={"content-type": "application/octet-stream"},
+            )
+            if response.status_code in (200, 201):
+                return
+            if response.status_code != 413:
+                raise SecAggRefused(f"the hub refused the masked update: {_detail(response)}")
+        try:
+            upload_file(self.client, self.job.job_id, path, address=address)
+        except (TransferRefused, TransferError) as exc:
+            raise SecAggRefused(f"the hub did not take the masked update: {exc}") from exc
 
     # -- the steps --------------------------------------------------------------------------------
 
@@ -327,7 +339,7 @@ class _Protocol:
             data = self._masked_bytes(roster, senders, total, update=update, num_examples=num_examples, base=base)
             write_private_file(path, data)
         ref = ModelUpdateRef(address=content_address(data), size=len(data), num_examples=num_examples)
-        self._upload_artifact(data, ref.address)
+        self._upload_artifact(path, ref.address)
         self._put(SecAggPhase.MASKED, SecAggUpload(update=ref).model_dump(mode="json"))
         return data, ref
 
