@@ -591,6 +591,24 @@ def list_access_requests(
     ]
 
 
+def _compare_and_set(
+    session: Session,
+    table: type[AccessRequest] | type[Decision] | type[AccessGrant],
+    row_id: str,
+    source: str,
+    values: dict[str, Any],
+    *,
+    what: str,
+) -> None:
+    """Move one row out of ``source`` (or raise 409 when another caller moved it first)."""
+    moved = session.exec(
+        update(table).where(col(table.id) == row_id, col(table.status) == source).values(**values)
+    ).rowcount
+    if moved != 1:
+        session.rollback()
+        raise TransitionRefused(409, f"the {what} changed meanwhile: read it again")
+
+
 def move_request(
     *,
     session: Session,
@@ -610,14 +628,7 @@ def move_request(
     values: dict[str, Any] = {"status": row.target, "updated_at": utc_now()}
     if screening is not None:
         values["screening"] = screening
-    moved = session.exec(
-        update(AccessRequest)
-        .where(col(AccessRequest.id) == request.id, col(AccessRequest.status) == source)
-        .values(**values)
-    ).rowcount
-    if moved != 1:
-        session.rollback()
-        raise TransitionRefused(409, "the request changed meanwhile: read it again")
+    _compare_and_set(session, AccessRequest, request.id, source, values, what="request")
     event = _event(
         session,
         request_id=request.id,
@@ -655,12 +666,7 @@ def move_decision(
         if row.target not in OPEN_DECISIONS:
             changes.setdefault("decided_by", actor)
             changes.setdefault("decided_at", now)
-    moved = session.exec(
-        update(Decision).where(col(Decision.id) == decision.id, col(Decision.status) == source).values(**changes)
-    ).rowcount
-    if moved != 1:
-        session.rollback()
-        raise TransitionRefused(409, "the decision changed meanwhile: read the request again")
+    _compare_and_set(session, Decision, decision.id, source, changes, what="decision")
     if grant is not None:
         session.add(grant)
     event = _event(
@@ -767,14 +773,7 @@ def move_grant(
     the cancelled job ids."""
     row = check("grant", action, grant.status, role, comment=comment)
     source, now = grant.status, utc_now()
-    moved = session.exec(
-        update(AccessGrant)
-        .where(col(AccessGrant.id) == grant.id, col(AccessGrant.status) == source)
-        .values(status=row.target, updated_at=now)
-    ).rowcount
-    if moved != 1:
-        session.rollback()
-        raise TransitionRefused(409, "the grant changed meanwhile: read it again")
+    _compare_and_set(session, AccessGrant, grant.id, source, {"status": row.target, "updated_at": now}, what="grant")
     cancelled: list[str] = []
     if row.target != GrantState.ACTIVE:
         cancelled = _cancel_project_jobs(
