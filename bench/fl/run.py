@@ -8,6 +8,7 @@ touch the product's) through ``bench/fl/flower_side.py`` on the same ``bench/fl/
 
     .venv/bin/python -m bench.fl.run                # full table, 3 seeds, 20 rounds
     .venv/bin/python -m bench.fl.run --quick        # 1 seed, 5 rounds (a smoke run)
+    .venv/bin/python -m bench.fl.compression        # only the communication rows, merged into fl.json
 
 Writes ``bench/results/fl.json``.
 """
