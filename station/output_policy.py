@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from protocol import PolicyError
-from trainkit.compression import decompress_update
+from trainkit.compression import UpdateTooLarge, decompress_update
 
 __all__ = ["DisclosureRules", "OutputViolation", "check_disclosure", "filter_log_tail"]
 
@@ -163,8 +163,10 @@ def _check_compressed(name: str, data: bytes, metadata: dict[str, Any], rules: D
     signs, not data: what is counted is what they decode to.
     """
     compression = str(metadata.get("compression"))
-    try:
-        dense = decompress_update(data)
+    try:  # the size is checked before anything is expanded: a small file may declare a huge model
+        dense = decompress_update(data, limit=rules.max_tensor_elements)
+    except UpdateTooLarge as exc:
+        raise OutputViolation(name, "tensor size", str(exc)) from exc
     except ValueError as exc:
         raise OutputViolation(
             name, "tensors are model parameters", f"the {compression} update does not decode: {exc}"

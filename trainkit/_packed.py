@@ -31,7 +31,16 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["BLOB", "MAX_ELEMENTS", "is_layout_name", "is_packed", "pack_update", "top_positions", "unpack_update"]
+__all__ = [
+    "BLOB",
+    "MAX_ELEMENTS",
+    "UpdateTooLarge",
+    "is_layout_name",
+    "is_packed",
+    "pack_update",
+    "top_positions",
+    "unpack_update",
+]
 
 BLOB = "::packed"
 # The most entries an update may declare (a 1 GB float32 model has 2.7e8); the dense result is allocated.
@@ -50,6 +59,10 @@ _INT_CODES = {np.dtype(value).str: key for key, value in _INTS.items()}
 _LEVELS = 7
 Shapes = dict[str, tuple[int, ...]]
 Arrays = dict[str, np.ndarray]
+
+
+class UpdateTooLarge(ValueError):
+    """An update declares more entries than the reader allows (refused before anything is allocated)."""
 
 
 def is_layout_name(name: str) -> bool:
@@ -241,6 +254,7 @@ def unpack_update(
     metadata: Mapping[str, str],
     method: str,
     expected: Mapping[str, tuple[int, ...]] | None,
+    limit: int = MAX_ELEMENTS,
 ) -> Arrays:
     """The dense change of a packed update (float32; integer tensors as sent); ValueError when malformed."""
     if method not in {"topk", "sign"}:
@@ -257,8 +271,8 @@ def unpack_update(
             raise ValueError(f"tensors declared twice: {twice[:5]}")
         declared.update(part)
     total = sum(math.prod(shape) for shape in declared.values())
-    if total > MAX_ELEMENTS:
-        raise ValueError(f"the update declares {total} entries (limit {MAX_ELEMENTS})")
+    if total > limit:
+        raise UpdateTooLarge(f"the update declares {total} entries (limit {limit})")
     if expected is not None:
         unknown = sorted(set(declared) - set(expected))
         if unknown:

@@ -46,11 +46,20 @@ from typing import Any
 
 import numpy as np
 
-from ._packed import MAX_ELEMENTS, is_layout_name, is_packed, pack_update, top_positions, unpack_update
+from ._packed import (
+    MAX_ELEMENTS,
+    UpdateTooLarge,
+    is_layout_name,
+    is_packed,
+    pack_update,
+    top_positions,
+    unpack_update,
+)
 
 __all__ = [
     "DENSE_BELOW",
     "METHODS",
+    "UpdateTooLarge",
     "compress_update",
     "decompress_update",
     "read_safetensors",
@@ -245,7 +254,9 @@ def _legacy_update(
     return write_safetensors(tensors, metadata), left
 
 
-def decompress_update(data: bytes, *, expected: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, np.ndarray]:
+def decompress_update(
+    data: bytes, *, expected: Mapping[str, tuple[int, ...]] | None = None, limit: int = MAX_ELEMENTS
+) -> dict[str, np.ndarray]:
     """The dense weight change a compressed update stands for (float32; integer tensors as sent).
 
     Parameters
@@ -255,6 +266,8 @@ def decompress_update(data: bytes, *, expected: Mapping[str, tuple[int, ...]] | 
     expected
         The model's tensor names and shapes: when given, every tensor the update declares must be
         one of them, with the same shape (checked before anything is allocated).
+    limit
+        The most entries the update may declare in all (:class:`UpdateTooLarge` beyond).
 
     Raises
     ------
@@ -268,7 +281,7 @@ def decompress_update(data: bytes, *, expected: Mapping[str, tuple[int, ...]] | 
     if method not in METHODS:
         raise ValueError(f"unknown compression {method!r}")
     if is_packed(metadata):
-        return unpack_update(tensors, metadata, method, expected)
+        return unpack_update(tensors, metadata, method, expected, limit)
     try:
         raw = json.loads(metadata.get("shapes", "{}"))
         shapes = {name: tuple(int(n) for n in shape) for name, shape in raw.items()}
@@ -276,8 +289,9 @@ def decompress_update(data: bytes, *, expected: Mapping[str, tuple[int, ...]] | 
         raise ValueError("the update's shapes are not a JSON object of lists of sizes") from exc
     plain = {name: value for name, value in tensors.items() if "::" not in name}
     declared = {**{name: tuple(value.shape) for name, value in plain.items()}, **shapes}
-    if sum(math.prod(shape) for shape in shapes.values()) > MAX_ELEMENTS:
-        raise ValueError(f"the update declares more than {MAX_ELEMENTS} entries")
+    total = sum(math.prod(shape) for shape in declared.values())
+    if total > limit:
+        raise UpdateTooLarge(f"the update declares {total} entries (limit {limit})")
     if expected is not None:
         unknown = sorted(set(declared) - set(expected))
         if unknown:

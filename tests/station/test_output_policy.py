@@ -182,6 +182,8 @@ def test_packed_updates_pass_and_malformed_or_oversized_ones_do_not(method: str)
     with pytest.raises(OutputViolation) as caught:
         check_disclosure([("update.safetensors", "safetensors", packed)], small)
     assert caught.value.rule == "tensor size"
+    huge = write_safetensors(tensors, {**metadata, "layout": "conv.weight=100000x100000"})  # 10^10 from 3 kB
+    assert rule_of([("update.safetensors", "safetensors", huge)]) == "tensor size"
 
 
 def test_agent_withholds_a_result_with_a_patient_name_and_redacts_it_from_logs(
