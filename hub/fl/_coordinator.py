@@ -36,7 +36,7 @@ from hub.models import (
     SecAggStep,
     Train,
 )
-from hub.strategies import RoundError, RoundFailure
+from hub.strategies import RoundError, RoundFailure, is_batch_norm_parameter
 from hub.strategies.dp import DifferentialPrivacy, epsilon_for
 from protocol import FederatedPlan, JobStatus, ModelUpdateRef, RoundSpec, SignedManifest, utc_now
 
@@ -288,7 +288,9 @@ class RoundCoordinator:
         addresses = [u.address for u in updates]
         try:
             if plan.secagg:
-                state, metrics, updates = self._secagg_result(session, train.id, number, updates, failures)
+                state, metrics, updates = self._secagg_result(
+                    session, train.id, number, updates, failures, strategy=plan.strategy
+                )
             else:
                 results = LazyResults(entries, lambda i: self.artifacts.read_bytes(addresses[i]), base)
                 state, metrics = strategy.aggregate_round(number, results, failures)
@@ -336,6 +338,8 @@ class RoundCoordinator:
         number: int,
         updates: Sequence[FLUpdate],
         failures: Sequence[RoundFailure],
+        *,
+        strategy: str,
     ) -> tuple[dict[str, torch.Tensor], dict[str, float], list[FLUpdate]]:
         """The unmasked mean of a secure-aggregation round, its metrics, and the survivors' (masked) updates."""
         sa = self.secagg.round_for(session, train_id, number)
@@ -346,7 +350,10 @@ class RoundCoordinator:
         kept = [u for u in updates if u.collection in survivors]
         metrics = _weighted_metrics([(u.num_examples, dict(u.metrics)) for u in kept])
         metrics |= {"stations": float(len(survivors)), "failures": float(len(failures))}
-        return self._read_state(sa.result) or {}, metrics, kept
+        state = self._read_state(sa.result) or {}
+        if strategy == "fedbn":  # batch norm stays at each station: it never enters the global model
+            state = {key: value for key, value in state.items() if not is_batch_norm_parameter(key)}
+        return state, metrics, kept
 
     def _track_best(self, run: FLRun, plan: FederatedPlan, metrics: dict[str, float], number: int) -> str:
         """Update the best metric; return why the run stops early (empty: keep going)."""

@@ -66,6 +66,7 @@ examples = sum(len(files) for _, _, files in os.walk(os.environ["TRAINYARD_DATA"
 rng = np.random.default_rng(int(hashlib.sha256(job["station"].encode()).hexdigest()[:8], 16))
 out = os.environ["TRAINYARD_OUT"]
 weights = {"fc.weight": rng.normal(size=(40, 25)).astype(np.float32), "fc.bias": rng.normal(size=25).astype(np.float32)}
+weights["bn.running_mean"] = np.full(25, examples, dtype=np.float32)
 save_file(weights, os.path.join(out, "update.safetensors"), metadata={"compression": "none"})
 json.dump({"num_examples": examples, "metrics": {"val_accuracy": 0.5}}, open(os.path.join(out, "update.json"), "w"))
 """
@@ -323,6 +324,18 @@ def test_a_station_restarted_mid_round_resumes_the_protocol(federation: Federati
     assert [set(row["contributed"]) for row in run["rounds"]] == [set(federation.collections.values())] * 2
     # round 2 masks each change from round 1's model and the hub adds it back: the same mean again
     actual = load_numpy(federation.researcher.get(f"/models/{run['model_id']}/weights").content)
+    total = sum(federation.examples.values())
+    expected = sum(plain_update(name)["fc.bias"] * federation.examples[name] for name in STATIONS) / total
+    assert np.allclose(actual["fc.bias"], expected, atol=1e-6)
+
+
+def test_fedbn_keeps_batch_norm_out_of_the_masked_mean(federation: Federation, masked_run: dict[str, Any]) -> None:
+    train = _submit(federation, strategy="fedbn", rounds=1, compression="none", secagg=True, round_deadline_s=240)
+    run = _wait(federation, train["id"])
+
+    assert run["status"] == "finished", run.get("reason")
+    actual = load_numpy(federation.researcher.get(f"/models/{run['model_id']}/weights").content)
+    assert set(actual) == {"fc.weight", "fc.bias"}  # the stations' batch norm never reaches the hub's model
     total = sum(federation.examples.values())
     expected = sum(plain_update(name)["fc.bias"] * federation.examples[name] for name in STATIONS) / total
     assert np.allclose(actual["fc.bias"], expected, atol=1e-6)

@@ -166,12 +166,12 @@ def read_train_rounds(train: ReadableTrain, session: SessionDep, rounds: RoundsD
 
 
 def _check_secagg(plan: FederatedPlan) -> None:
-    """Secure aggregation sums masked updates: only for averaging strategies, dense updates and no hub noise."""
+    """Secure aggregation sums masked updates: only averaging strategies, dense updates and no noise at the hub."""
     problem = None
-    if plan.strategy not in ("fedavg", "fedprox"):
+    if plan.strategy not in ("fedavg", "fedprox", "fedbn"):
         problem = (
-            f"secure aggregation (secagg = true) works with fedavg and fedprox, not {plan.strategy}: the hub would "
-            "need each station's own model"
+            f"secure aggregation (secagg = true) works with fedavg, fedprox and fedbn, not {plan.strategy}: the hub "
+            "would need each station's own model"
         )
     elif plan.compression in ("topk", "sign"):
         problem = (

@@ -500,9 +500,9 @@ def test_differential_privacy_needs_the_initial_model_and_clips_each_change(fede
 @pytest.mark.parametrize(
     ("plan", "message"),
     [
-        ({"strategy": "cwt"}, "works with fedavg and fedprox, not cwt"),
-        ({"strategy": "ensemble"}, "works with fedavg and fedprox, not ensemble"),
-        ({"strategy": "fedbn"}, "works with fedavg and fedprox, not fedbn"),
+        ({"strategy": "cwt"}, "works with fedavg, fedprox and fedbn, not cwt"),
+        ({"strategy": "swt"}, "works with fedavg, fedprox and fedbn, not swt"),
+        ({"strategy": "ensemble"}, "works with fedavg, fedprox and fedbn, not ensemble"),
         ({"compression": "topk"}, "cannot use topk compression"),
         ({"compression": "sign"}, "cannot use sign compression"),
         ({"dp_clip_norm": 1.0, "dp_noise_multiplier": 1.0}, "cannot be combined with the hub's differential privacy"),
