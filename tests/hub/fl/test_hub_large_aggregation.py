@@ -79,8 +79,9 @@ def test_fedavg_over_six_256_mib_updates_with_metrics_holds_three_times_one_upda
             f"peak RSS increase {increase >> 20} MiB"
         )
         assert abs(report["mean"] - expected) < 1e-4
-        # the accumulator and one update as bytes and as tensors: the count of updates does not matter
-        assert increase < 3.5 * size, f"{increase >> 20} MiB"
+        # the accumulator and one update as bytes and as tensors (about 3x one update, measured 773 MiB);
+        # holding all six would be over 6x. The margin absorbs the allocator's slack on a busy machine.
+        assert increase < 4.5 * size, f"{increase >> 20} MiB"
     finally:
         for path in (tmp_path / "sha256").glob("*") if (tmp_path / "sha256").is_dir() else ():
             path.unlink()
