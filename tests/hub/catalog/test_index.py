@@ -346,3 +346,31 @@ def test_upsert_with_new_policy_and_lookup_by_id(clinical: SearchIndex) -> None:
     record = clinical.get("s/lung")
     assert record is not None and record.disease == ("ICD-10:C34.1",)
     assert clinical.get("s/missing") is None
+
+
+def test_titles_dates_and_counts_of_new_and_republished_collections_keep_every_order() -> None:
+    import random
+    from dataclasses import replace
+
+    rng = random.Random(11)
+
+    def random_record(n: int) -> CollectionRecord:
+        base = rec(f"c{n:02d}", f"s{n % 2}", rng.choice([None, 5, 12, 17, 30]), ("CT",), ("CHEST",))
+        title = rng.choice(["Alpha", "beta", "Gamma", "alpha"])  # ties: broken by IRI, as SPARQL does
+        return replace(base, title=title, modified=f"2026-0{rng.randint(1, 3)}-01")
+
+    records = {record.iri: record for record in (random_record(n) for n in range(0, 30, 2))}
+    index = SearchIndex(records.values())
+    queries = [
+        SearchQuery(sort=sort, guest=guest, first=100)
+        for sort in ("subjects_desc", "subjects_asc", "title", "modified_desc")
+        for guest in (False, True)
+    ]
+
+    for step in range(40):
+        new = random_record(rng.randrange(0, 30, 2) if step % 2 else rng.randrange(1, 60, 2))  # republished, new
+        records[new.iri] = new
+        index.upsert(new)
+        rebuilt = SearchIndex(records.values())
+        for query in queries:
+            assert ids(index.search(query)) == ids(rebuilt.search(query)), (step, query.sort, query.guest)
