@@ -1,7 +1,16 @@
-"""The catalog's RDF side: one named graph per collection, in embedded Oxigraph or an external SPARQL store."""
+"""The catalog's RDF side: one named graph per collection, in embedded Oxigraph or an external SPARQL store.
+
+The embedded store keeps a second Oxigraph store beside it, the guests' view (``{catalog}-guest``):
+the same graphs with every count rounded as guests see it (:mod:`hub.catalog.guest`), which
+``/sparql`` answers anonymous callers from. Every publication writes both, the guests' view
+second; a marker file (``{catalog}-guest.stale``) lives while they may differ, and a view that
+has one, is missing, or holds another number of quads is rebuilt from the store when it opens
+(a checkpoint of the store with its count quads rewritten).
+"""
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +18,7 @@ from typing import cast
 
 import pyoxigraph as ox
 
+from hub.catalog.guest import COUNT_PREDICATES, guest_quad, guest_triples
 from hub.catalog.remote import RemoteSparqlStore
 from protocol import ProtocolError, utc_now
 
@@ -41,6 +51,10 @@ def _rename(term: object, urn: str, target: str) -> object:
     if isinstance(term, ox.NamedNode) and (term.value == urn or term.value.startswith(urn + "#")):
         return ox.NamedNode(target + term.value[len(urn) :])
     return term
+
+
+def _ntriples(triples: list[ox.Triple]) -> str:
+    return (ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b"").decode("utf-8")
 
 
 def _insert(graph: ox.NamedNode, body: str) -> str:
@@ -86,6 +100,9 @@ class CatalogStore:
         else:
             self._store = ox.Store(str(self._path)) if self._path is not None else ox.Store()
         self._lock = threading.Lock()
+        self._guest: ox.Store | None = None
+        if remote is None:
+            self._guest = self._open_guest_view()
 
     def __repr__(self) -> str:
         if self._remote is not None:
@@ -99,6 +116,72 @@ class CatalogStore:
             raise RuntimeError("the catalog store is closed")
         return self._store
 
+    @property
+    def guest_store(self) -> ox.Store | None:
+        """The guests' view: the same graphs with rounded counts (``None`` on an external store, which
+        keeps no such view)."""
+        if self._store is None:
+            raise RuntimeError("the catalog store is closed")
+        return self._guest
+
+    def _guest_paths(self) -> tuple[Path, Path] | None:
+        if self._path is None:
+            return None
+        return self._path.with_name(self._path.name + "-guest"), self._path.with_name(self._path.name + "-guest.stale")
+
+    def _open_guest_view(self) -> ox.Store:
+        paths = self._guest_paths()
+        if paths is None:  # in memory: a new store, empty like the main one
+            guest = ox.Store()
+            guest.bulk_extend(guest_quad(quad) for quad in self.store)
+            return guest
+        folder, stale = paths
+        if folder.exists() and not stale.exists():
+            guest = ox.Store(str(folder))
+            if len(guest) == len(self.store):
+                return guest
+            del guest  # written behind the hub's back: rebuilt
+        return self.rebuild_guest_view()
+
+    def rebuild_guest_view(self) -> ox.Store:
+        """Make the guests' view again from the store: a checkpoint of it with every count quad rounded."""
+        paths = self._guest_paths()
+        if paths is None:
+            raise RuntimeError("an in-memory catalog rebuilds its guests' view when it opens")
+        folder, stale = paths
+        self._guest = None
+        stale.touch()
+        if folder.exists():
+            shutil.rmtree(folder)
+        self.store.flush()
+        self.store.backup(str(folder))  # a checkpoint: hard links to the store's files, fast
+        guest = ox.Store(str(folder))
+        for predicate in COUNT_PREDICATES:
+            exact = list(guest.quads_for_pattern(None, predicate, None, None))
+            for quad in exact:
+                guest.remove(quad)
+            guest.bulk_extend(guest_quad(quad) for quad in exact)
+        guest.flush()
+        stale.unlink()
+        self._guest = guest
+        return guest
+
+    def _update(self, statements: list[str], guest_statements: list[str]) -> None:
+        """Run one SPARQL update on the store, then its guests' version on the guests' view (hold the lock)."""
+        paths = self._guest_paths()
+        if paths is not None:
+            paths[1].touch()
+        try:
+            self.store.update(" ;\n".join(statements))
+        except BaseException:
+            if paths is not None:
+                paths[1].unlink(missing_ok=True)  # the update is one transaction: nothing changed
+            raise
+        if self._guest is not None:
+            self._guest.update(" ;\n".join(guest_statements))  # on failure the marker stays: rebuilt on opening
+        if paths is not None:
+            paths[1].unlink(missing_ok=True)
+
     def replace_graph(self, graph_iri: str, turtle: str) -> int:
         """Replace the named graph ``graph_iri`` with the triples of ``turtle``; return their count.
 
@@ -111,11 +194,12 @@ class CatalogStore:
             triples = [quad.triple for quad in ox.parse(turtle, ox.RdfFormat.TURTLE, base_iri=graph_iri)]
         except SyntaxError as exc:
             raise ProtocolError(f"the collection's Turtle does not parse: {exc}") from exc
-        body = ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b""
         graph = ox.NamedNode(graph_iri)
-        update = f"DROP SILENT GRAPH {graph} ;\n{_insert(graph, body.decode('utf-8'))}"
+        drop = f"DROP SILENT GRAPH {graph}"
+        statements = [drop, _insert(graph, _ntriples(triples))]
+        guest_statements = [drop, _insert(graph, _ntriples(guest_triples(triples)))]
         with self._lock:  # one SPARQL update is one transaction: readers never see half a graph
-            self.store.update(update)
+            self._update(statements, guest_statements)
         return len(triples)
 
     def replace_collection(
@@ -175,18 +259,18 @@ class CatalogStore:
         graph = ox.NamedNode(graph_iri)
         with self._lock:  # one SPARQL update: readers see the old graph or the new one, never half
             previous = self.graph_triples(graph_iri)
-            statements = []
+            statements, guest_statements = [f"DROP SILENT GRAPH {graph}"], [f"DROP SILENT GRAPH {graph}"]
             if previous:
                 version, archived = self._archive(graph_iri, previous)
                 triples += [
                     ox.Triple(graph, _PROV_REVISION, version),
                     ox.Triple(graph, _DCT_MODIFIED, ox.Literal(utc_now().isoformat(), datatype=_XSD_DATETIME)),
                 ]
-                kept = (ox.serialize(archived, format=ox.RdfFormat.N_TRIPLES) or b"").decode("utf-8")
-                statements.append(_insert(version, kept))
-            body = (ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b"").decode("utf-8")
-            statements = [f"DROP SILENT GRAPH {graph}", *statements, _insert(graph, body)]
-            self.store.update(" ;\n".join(statements))
+                statements.append(_insert(version, _ntriples(archived)))
+                guest_statements.append(_insert(version, _ntriples(guest_triples(archived))))
+            statements.append(_insert(graph, _ntriples(triples)))
+            guest_statements.append(_insert(graph, _ntriples(guest_triples(triples))))
+            self._update(statements, guest_statements)
         return len(triples)
 
     def _archive(self, graph_iri: str, previous: list[ox.Triple]) -> tuple[ox.NamedNode, list[ox.Triple]]:
@@ -239,6 +323,9 @@ class CatalogStore:
         if self._store is not None:
             if self._path is not None:
                 self._store.flush()
+                if self._guest is not None:
+                    self._guest.flush()
+            self._guest = None
             if self._remote is not None:
                 self._remote.close()
             self._store = None

@@ -6,7 +6,9 @@ of its datasets), ``/dataset/{station}/{collection}`` one collection (its named 
 the records name resolves too (``/catalogs``, ``/catalog/trainyard/datasets``, ``/station/{id}``,
 ``/dataset/{station}/{collection}/version/{n}``). Turtle
 by default; JSON-LD, RDF/XML or N-Triples through ``Accept`` or ``?format=jsonld|rdf|nt``.
-Anyone may read: the catalog holds only disclosure-controlled aggregates.
+Anyone may read: the catalog holds only disclosure-controlled aggregates. Guests (no token, or a
+station's) get every count rounded down to a multiple of 10, as GraphQL and ``/sparql`` give them
+(:mod:`hub.catalog.guest`); members (a user's token) the published counts.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from rdflib.namespace import DCTERMS, FOAF
 
 from hub import crud
 from hub.api.deps import CatalogDep, SessionDep, SettingsDep
+from hub.api.routes.graphql import CatalogMember
+from hub.catalog.guest import guest_triples
 from hub.catalog.negotiation import RDF_MEDIA_TYPES, NotAcceptable, choose_rdf_format
 from hub.catalog.records import (
     CATALOG_ID,
@@ -51,7 +55,8 @@ def _render(request: Request, graph: Graph, iri: str, fmt: str | None, *, contai
     links = [f'<{iri}>; rel="canonical"']
     if container:
         links.append(f'<{container}>; rel="http://www.w3.org/ns/ldp#contains"')
-    return Response(body, media_type=choice.media_type, headers={"Link": ", ".join(links), "Vary": "Accept"})
+    headers = {"Link": ", ".join(links), "Vary": "Accept, Authorization"}
+    return Response(body, media_type=choice.media_type, headers=headers)
 
 
 def _to_rdflib(triples: list[ox.Triple]) -> Graph:
@@ -115,11 +120,18 @@ def read_catalog(
     return _render(request, graph, catalog_iri(settings.base_iri), format)
 
 
-def _collection_triples(catalog: CatalogDep, settings: SettingsDep, station: str, collection: str) -> list[ox.Triple]:
+def _shown(triples: list[ox.Triple], member: str | None) -> list[ox.Triple]:
+    """The triples as this reader may see them: guests get rounded counts."""
+    return triples if member is not None else guest_triples(triples)
+
+
+def _collection_triples(
+    catalog: CatalogDep, settings: SettingsDep, station: str, collection: str, member: str | None
+) -> list[ox.Triple]:
     triples = catalog.graph_triples(dataset_iri(settings.base_iri, station, collection))
     if not triples:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no collection {station}/{collection} in the catalog")
-    return triples
+    return _shown(triples, member)
 
 
 @router.get("/dataset/{station}/{collection}", responses=_RESPONSES, response_model=None)
@@ -129,10 +141,11 @@ def read_dataset(
     request: Request,
     catalog: CatalogDep,
     settings: SettingsDep,
+    member: CatalogMember,
     format: FormatQuery = None,
 ) -> Response:
-    """One collection's record: the station's description and what the hub adds."""
-    triples = _collection_triples(catalog, settings, station, collection)
+    """One collection's record: the station's description and what the hub adds (guests: rounded counts)."""
+    triples = _collection_triples(catalog, settings, station, collection, member)
     iri = dataset_iri(settings.base_iri, station, collection)
     return _render(request, _to_rdflib(triples), iri, format)
 
@@ -144,12 +157,13 @@ def read_distribution(
     request: Request,
     catalog: CatalogDep,
     settings: SettingsDep,
+    member: CatalogMember,
     format: FormatQuery = None,
 ) -> Response:
     """How a collection is used: remote processing by trains (no download)."""
     iri = distribution_iri(settings.base_iri, station, collection)
     subject = ox.NamedNode(iri)
-    triples = [t for t in _collection_triples(catalog, settings, station, collection) if t.subject == subject]
+    triples = [t for t in _collection_triples(catalog, settings, station, collection, member) if t.subject == subject]
     return _render(request, _to_rdflib(triples), iri, format)
 
 
@@ -207,13 +221,14 @@ def read_dataset_version(
     request: Request,
     catalog: CatalogDep,
     settings: SettingsDep,
+    member: CatalogMember,
     format: FormatQuery = None,
 ) -> Response:
-    """An earlier record of a collection (kept when the station republished it)."""
+    """An earlier record of a collection (kept when the station republished it, without its counts)."""
     iri = f"{dataset_iri(settings.base_iri, station, collection)}/version/{version}"
     triples = catalog.graph_triples(iri)
     if not triples:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, detail=f"collection {station}/{collection} has no version {version}"
         )
-    return _render(request, _to_rdflib(triples), iri, format)
+    return _render(request, _to_rdflib(_shown(triples, member)), iri, format)

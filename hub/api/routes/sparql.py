@@ -1,8 +1,11 @@
 """The SPARQL 1.1 Protocol endpoint: read-only queries over the catalog, GET or POST.
 
 Anyone may query: the catalog holds only what stations published, which is disclosure-
-controlled. The result format follows ``Accept`` (or ``?format=json|xml|csv|tsv`` for SELECT
-and ASK, ``ttl|nt|rdf|jsonld`` for CONSTRUCT and DESCRIBE).
+controlled. Guests (no token, or a station's) query the guests' view, where every count is
+rounded down to a multiple of 10 as GraphQL shows them (:mod:`hub.catalog.guest`), so no query
+can filter on or compute with an exact count; members (a user's token) query the published
+counts. The result format follows ``Accept`` (or ``?format=json|xml|csv|tsv`` for SELECT and
+ASK, ``ttl|nt|rdf|jsonld`` for CONSTRUCT and DESCRIBE).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import anyio
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from hub.api.deps import CatalogDep, SettingsDep
+from hub.api.routes.graphql import CatalogMember
 from hub.catalog.sparql import GRAPH_FORMATS, READ_ONLY, RESULT_FORMATS, SparqlError, SparqlTimeout, run_query
 
 router = APIRouter(prefix="/sparql", tags=["sparql"])
@@ -62,22 +66,35 @@ def _negotiate(accept: str, fmt: str | None) -> tuple[str, str]:
 
 
 async def _answer(
-    request: Request, query: str | None, fmt: str | None, catalog: CatalogDep, settings: SettingsDep
+    request: Request,
+    query: str | None,
+    fmt: str | None,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    member: str | None,
 ) -> Response:
     if not query or not query.strip():
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="send a SPARQL query: GET /sparql?query=... or POST it")
     result_format, graph_format = _negotiate(request.headers.get("accept", ""), fmt)
+    store = catalog.store if member is not None else catalog.guest_store
+    if store is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="log in to query: this hub's catalog is in an external SPARQL store, which keeps no guests' view "
+            "(guests may search with /graphql and read records from the FAIR Data Point)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
     def work() -> Response:
         outcome = run_query(
-            catalog.store,
+            store,
             query,
             result_format=result_format,
             graph_media_type=graph_format,
             timeout_s=settings.sparql_timeout_s,
             limit=settings.sparql_result_limit,
         )
-        return Response(outcome.body, media_type=outcome.media_type)
+        return Response(outcome.body, media_type=outcome.media_type, headers={"Vary": "Accept, Authorization"})
 
     try:
         return await asyncio.wait_for(anyio.to_thread.run_sync(work), timeout=settings.sparql_timeout_s + 1)
@@ -93,13 +110,14 @@ async def sparql_get(
     request: Request,
     catalog: CatalogDep,
     settings: SettingsDep,
+    member: CatalogMember,
     query: Annotated[str | None, Query(description="the SPARQL query")] = None,
     format: Annotated[str | None, Query(description="json, xml, csv, tsv, ttl, nt, rdf or jsonld")] = None,
 ) -> Response:
-    """Run a read-only SPARQL query given in the URL."""
+    """Run a read-only SPARQL query given in the URL (guests: counts rounded down to a multiple of 10)."""
     if "update" in request.query_params:
         raise _refuse_update()
-    return await _answer(request, query, format, catalog, settings)
+    return await _answer(request, query, format, catalog, settings, member)
 
 
 @router.post("", responses=_RESPONSES)
@@ -107,9 +125,11 @@ async def sparql_post(
     request: Request,
     catalog: CatalogDep,
     settings: SettingsDep,
+    member: CatalogMember,
     format: Annotated[str | None, Query(description="json, xml, csv, tsv, ttl, nt, rdf or jsonld")] = None,
 ) -> Response:
-    """Run a read-only SPARQL query sent as ``application/sparql-query`` or as a ``query=`` form."""
+    """Run a read-only SPARQL query sent as ``application/sparql-query`` or as a ``query=`` form (guests: counts
+    rounded down to a multiple of 10)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = (await request.body()).decode("utf-8", errors="replace")
     if content_type == "application/sparql-query":
@@ -126,4 +146,4 @@ async def sparql_post(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
             detail="POST the query as application/sparql-query or as a query= form (application/x-www-form-urlencoded)",
         )
-    return await _answer(request, query, format, catalog, settings)
+    return await _answer(request, query, format, catalog, settings, member)

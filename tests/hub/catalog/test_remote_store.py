@@ -211,11 +211,15 @@ def test_the_hub_runs_on_virtuoso(
     search = {"query": "{ search { totalCount nodes { id subjects } } }"}
     found = client.post("/graphql", json=search, headers=researcher.headers).json()["data"]["search"]
     titles = "SELECT ?t WHERE { ?d a <http://www.w3.org/ns/dcat#Dataset> ; <http://purl.org/dc/terms/title> ?t }"
-    sparql = client.get("/sparql", params={"query": titles}, headers={"Accept": "application/sparql-results+json"})
+    accept = {"Accept": "application/sparql-results+json"}
+    sparql = client.get("/sparql", params={"query": titles}, headers={**accept, **researcher.headers})
+    guest = client.get("/sparql", params={"query": titles}, headers=accept)
     dataset = client.get("/dataset/site-a/chest-ct", headers={"Accept": "text/turtle"})
 
     assert found == {"totalCount": 1, "nodes": [{"id": "site-a/chest-ct", "subjects": 42}]}
     assert sparql.status_code == 200, sparql.text
+    assert guest.status_code == 401 and "keeps no guests' view" in guest.json()["detail"]  # exact counts: members
+    assert "42" not in dataset.text and "40" in dataset.text  # the FAIR Data Point rounds guests' counts
     assert [row["t"]["value"] for row in sparql.json()["results"]["bindings"]] == ["Chest CT"]
     assert dataset.status_code == 200 and "Chest CT" in dataset.text
     with TestClient(create_app(settings)) as restarted:  # the index is rebuilt from Virtuoso at start-up
