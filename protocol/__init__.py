@@ -104,9 +104,6 @@ from ._secagg import scale_for as scale_for
 from ._secagg import split_secret as split_secret
 from ._secagg import threshold_for as threshold_for
 from ._secagg import unmask_sum as unmask_sum
-from ._tensorfile import read_tensors as read_tensors
-from ._tensorfile import read_tensors_metadata as read_tensors_metadata
-from ._tensorfile import write_tensors as write_tensors
 from ._transfer import DEFAULT_CHUNK_BYTES as DEFAULT_CHUNK_BYTES
 from ._transfer import UploadStart as UploadStart
 from ._transfer import UploadStatus as UploadStatus
@@ -193,8 +190,6 @@ __all__ = [
     "public_key_text",
     "quantise",
     "raw_private_key",
-    "read_tensors",
-    "read_tensors_metadata",
     "reconstruct_secret",
     "save_key_pair",
     "scale_for",
@@ -217,5 +212,4 @@ __all__ = [
     "verify_manifest",
     "verify_publication",
     "verify_request",
-    "write_tensors",
 ]

@@ -35,7 +35,6 @@ from protocol import (
     Job,
     KeyPair,
     ModelUpdateRef,
-    ProtocolError,
     SecAggAdvert,
     SecAggPhase,
     SecAggReveal,
@@ -55,15 +54,13 @@ from protocol import (
     public_key_text,
     quantise,
     raw_private_key,
-    read_tensors,
-    read_tensors_metadata,
     scale_for,
     sign_bytes,
     split_secret,
     threshold_for,
     verify_bytes,
-    write_tensors,
 )
+from trainkit.compression import read_safetensors, write_safetensors
 
 from .outbox import file_name_for_job
 from .state import write_private_file
@@ -354,10 +351,9 @@ class _Protocol:
         base: bytes | None,
     ) -> bytes:
         try:
-            tensors = read_tensors(update)
-            meta = read_tensors_metadata(update)
-            global_tensors = read_tensors(base) if base is not None else None
-        except ProtocolError as exc:
+            tensors, meta = read_safetensors(update)
+            global_tensors = read_safetensors(base)[0] if base is not None else None
+        except ValueError as exc:
             raise SecAggRefused(f"the update cannot be masked: {exc}") from exc
         if meta.get("update_kind", "weights") == "delta":
             if global_tensors is None:
@@ -400,7 +396,7 @@ class _Protocol:
             META_BASE: "delta" if global_tensors is not None else "weights",
             META_DTYPES: json.dumps(dtypes, sort_keys=True),
         }
-        return write_tensors(out, metadata=metadata)
+        return write_safetensors(out, metadata)
 
     def reveal(self, senders: list[str]) -> None:
         """Step 4: the self-mask shares of the survivors and the key shares of the dropped — never both of one."""

@@ -77,7 +77,9 @@ _DTYPES = {
     "I16": np.int16,
     "U16": np.uint16,
     "I32": np.int32,
+    "U32": np.uint32,
     "I64": np.int64,
+    "U64": np.uint64,
     "BOOL": np.bool_,
 }
 _NAMES = {np.dtype(value).str: key for key, value in _DTYPES.items()}

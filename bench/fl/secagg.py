@@ -42,7 +42,6 @@ from protocol import (
     public_key_text,
     quantise,
     raw_private_key,
-    read_tensors,
     reconstruct_secret,
     scale_for,
     sign_bytes,
@@ -50,8 +49,8 @@ from protocol import (
     threshold_for,
     unmask_sum,
     verify_bytes,
-    write_tensors,
 )
+from trainkit.compression import read_safetensors, write_safetensors
 
 __all__ = ["secagg_rows"]
 
@@ -125,7 +124,7 @@ def _masked_round(
     masked_sum = None
     update_bytes = 0
     for name in names:
-        tensors = read_tensors(updates[name])
+        tensors = read_safetensors(updates[name])[0]
         flat = np.concatenate(
             [tensors[k].astype(np.float64).reshape(-1) - base[k].double().numpy().reshape(-1) for k in keys]
         )
@@ -136,10 +135,10 @@ def _masked_round(
         for k in keys:
             out[k] = y[offset : offset + tensors[k].size].reshape(tensors[k].shape)
             offset += tensors[k].size
-        data = write_tensors(out, metadata={"update_kind": "secagg", "secagg_base": "delta"})
+        data = write_safetensors(out, {"update_kind": "secagg", "secagg_base": "delta"})
         update_bytes += len(data)
         sent += len(data)
-        stored = read_tensors(data)  # the hub reads it back and adds it to the ring sum
+        stored = read_safetensors(data)[0]  # the hub reads it back and adds it to the ring sum
         vector = np.concatenate([stored[k].reshape(-1) for k in keys])
         masked_sum = vector if masked_sum is None else masked_sum + vector
     assert masked_sum is not None

@@ -42,8 +42,6 @@ from protocol import (
     advert_bytes,
     agree_seed,
     dequantise,
-    read_tensors,
-    read_tensors_metadata,
     reconstruct_secret,
     scale_for,
     threshold_for,
@@ -51,6 +49,7 @@ from protocol import (
     utc_now,
     verify_bytes,
 )
+from trainkit.compression import read_safetensors
 
 from ._plans import decode_state, encode_state
 
@@ -443,12 +442,12 @@ class SecureAggregation:
         meta: dict[str, str] = {}
         for member in sa.survivors:
             data = self.artifacts.read_bytes(uploads[member].address)
-            tensors = read_tensors(data)
+            tensors, metadata = read_safetensors(data)
             if any(t.dtype != np.uint32 for t in tensors.values()):
                 raise ValueError(f"the masked update of {member} is not uint32 ring elements")
             shape = [(key, tuple(tensors[key].shape)) for key in sorted(tensors)]
             if total is None:
-                layout, meta = shape, read_tensors_metadata(data)
+                layout, meta = shape, metadata
                 total = np.zeros(sum(int(np.prod(s)) for _, s in layout), dtype=np.uint32)
             elif shape != layout:
                 raise ValueError(f"the masked update of {member} has other tensors than the others")

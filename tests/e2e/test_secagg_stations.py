@@ -39,7 +39,6 @@ from protocol import (
     content_address,
     dequantise,
     generate_key_pair,
-    read_tensors,
     scale_for,
     sign_manifest,
 )
@@ -48,6 +47,7 @@ from station.config import StationSettings
 from station.indexer import DicomIndex, index_collection
 from station.state import CollectionRecord, StationState
 from station.synthetic import write_synthetic_collection
+from trainkit.compression import read_safetensors
 
 pytestmark = pytest.mark.slow
 
@@ -299,7 +299,7 @@ def test_the_hub_holds_no_single_stations_update(federation: Federation, masked_
         rows = list(session.exec(select(FLUpdate).where(FLUpdate.train_id == masked_run["train_id"])))
     assert len(rows) == 3
     for row in rows:
-        stored = read_tensors(federation.app.state.artifacts.read_bytes(row.address))
+        stored = read_safetensors(federation.app.state.artifacts.read_bytes(row.address))[0]
         station = row.collection.split("/")[0]
         plain = plain_update(station)
         assert all(value.dtype == np.uint32 for value in stored.values())

@@ -18,14 +18,11 @@ from protocol import (
     public_key_text,
     quantise,
     raw_private_key,
-    read_tensors,
-    read_tensors_metadata,
     reconstruct_secret,
     scale_for,
     split_secret,
     threshold_for,
     unmask_sum,
-    write_tensors,
 )
 
 CONTEXT = b"train-1|round-1"
@@ -163,24 +160,3 @@ def test_one_masked_update_alone_is_unrelated_to_its_plain_update() -> None:
 
     assert abs(np.corrcoef(alone, plain[names[0]])[0, 1]) < 0.05
     assert np.abs(alone).mean() > 10  # decoding it gives values spread over the whole range, not the update
-
-
-def test_tensor_files_round_trip_and_read_torch_files() -> None:
-    import torch
-    from safetensors.torch import save
-
-    tensors = {"w": np.arange(6, dtype=np.float16).reshape(2, 3), "n": np.array(7, dtype=np.int64)}
-    data = write_tensors(tensors, metadata={"kind": "x"})
-    back = read_tensors(data)
-
-    assert read_tensors_metadata(data) == {"kind": "x"}
-    assert back["n"].shape == () and back["w"].dtype == np.float16
-    assert np.array_equal(back["w"], tensors["w"])
-    from_torch = read_tensors(save({"a": torch.ones(2, 2), "b": torch.tensor(3)}))
-    assert from_torch["a"].shape == (2, 2) and int(from_torch["b"]) == 3
-
-
-@pytest.mark.parametrize("data", [b"", b"\x10\x00\x00\x00\x00\x00\x00\x00{}", b"\x02\x00\x00\x00\x00\x00\x00\x00[]"])
-def test_tensor_files_refuse_garbage(data: bytes) -> None:
-    with pytest.raises(ProtocolError):
-        read_tensors(data)

@@ -307,3 +307,16 @@ def test_an_update_is_checked_against_the_models_names_and_shapes(packed: bool) 
         decompress_update(data, expected={k: v for k, v in model.items() if k != "fc.bias"})
     with pytest.raises(ValueError, match="shapes differ"):
         decompress_update(data, expected={**model, "conv.weight": (8, 36)})
+
+
+def test_safetensors_round_trip_ring_elements_and_read_torch_files() -> None:
+    import torch
+    from safetensors.torch import save
+
+    tensors = {"m": np.array([0, 2**32 - 1], dtype=np.uint32), "n": np.array(7, dtype=np.int64)}
+    back, metadata = read_safetensors(write_safetensors(tensors, {"kind": "x"}))
+
+    assert metadata == {"kind": "x"} and back["n"].shape == ()
+    assert back["m"].dtype == np.uint32 and back["m"].tolist() == [0, 2**32 - 1]
+    from_torch, _ = read_safetensors(save({"a": torch.ones(2, 2), "b": torch.tensor(3)}))
+    assert from_torch["a"].shape == (2, 2) and int(from_torch["b"]) == 3
