@@ -380,6 +380,14 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
+def _rss_now_mb() -> float:
+    """This process's resident memory now (the peak includes Oxigraph's bulk loader)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def _phase(name: str, started: float) -> float:
     """Print how long a phase took (to stderr) and return now."""
     now = time.perf_counter()
@@ -513,6 +521,7 @@ def main() -> None:
                 began = time.perf_counter()
                 answers.append(_search(http, query, member))
                 latencies.append((time.perf_counter() - began) * 1000)
+            rss_serving = _rss_now_mb()  # the hub with its store and index, serving
             guest_pages = [_search(http, query, {})["ids"] for query in mix[: options.sparql_queries]]
             clock = _phase(f"GraphQL mix ({len(mix)} queries)", clock)
             oxigraph_ms, equal, guest_equal, mismatch = [], 0, 0, ""
@@ -573,6 +582,7 @@ def main() -> None:
         "publish_new_visible_s": round(publish_new_visible_s, 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rss_before_app_mb": round(rss_before_app, 1),
+        "rss_serving_mb": round(rss_serving, 1),
         "command": f"python -m bench.catalog.run --collections {options.collections}",
     }
     options.out.parent.mkdir(parents=True, exist_ok=True)
