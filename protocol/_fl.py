@@ -20,6 +20,9 @@ class FLConfigKey(StrEnum):
     TOPK_FRACTION = "topk_fraction"
     DP_CLIP_NORM = "dp_clip_norm"
     DP_NOISE_MULTIPLIER = "dp_noise_multiplier"
+    DP_SGD_NOISE_MULTIPLIER = "dp_sgd_noise_multiplier"
+    DP_SGD_CLIP = "dp_sgd_clip"
+    DP_DELTA = "dp_delta"
     SECAGG = "secagg"
     SEED = "seed"
 
@@ -32,3 +35,7 @@ class UpdateKey(StrEnum):
     COMPRESSION = "compression"
     SHAPES = "shapes"
     DTYPES = "dtypes"
+    # metrics (under METRICS) a station training with DP-SGD reports: its (ε at the round's δ) so far
+    DP_SGD_EPSILON = "dp_sgd_epsilon"
+    DP_SGD_SAMPLING_RATE = "dp_sgd_sampling_rate"
+    DP_SGD_STEPS = "dp_sgd_steps"

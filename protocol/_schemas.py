@@ -216,6 +216,16 @@ class FederatedPlan(_Message):
     dp_noise_multiplier: float | None = Field(
         default=None, ge=0.0, description="DP: Gaussian noise std on the sum of changes, in clip norms"
     )
+    dp_sgd_noise_multiplier: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1000.0,
+        description="DP-SGD at each station: Gaussian noise std on each batch's summed clipped gradients, in clips",
+    )
+    dp_sgd_clip: float = Field(
+        default=1.0, gt=0.0, le=1e6, description="DP-SGD: each example's gradient clipped to this L2 norm"
+    )
+    dp_delta: float = Field(default=1e-5, gt=0.0, lt=1.0, description="DP (hub or stations): the δ of (ε, δ)")
     initial_model: ContentAddress | None = Field(
         default=None,
         description="the round-1 global model (an uploaded safetensors artifact); differential privacy needs it, "

@@ -8,6 +8,16 @@ or, from round 2, the compressed change with its error-feedback residual (``trai
 plus ``update.json`` with the example count and the metrics. What stays at the station (batch norm,
 residual) goes to ``station_state.safetensors``, which never leaves.
 
+When the round config carries ``dp_sgd_noise_multiplier`` sigma, the local epochs are DP-SGD (Abadi et
+al. 2016): every step draws a Poisson sample holding each example with probability q = batch / N,
+computes each example's gradient (``torch.func``: ``vmap(grad(...))``), clips it to ``dp_sgd_clip``
+C, adds Gaussian noise of std sigma·C to the sum and divides by the expected batch q·N; FedProx's
+proximal gradient (which reads no data) is added after the noise. The station's ε at ``dp_delta``
+so far (:mod:`trainkit.privacy`, counted as if the station had trained in every round up to this
+one) joins the metrics as ``dp_sgd_epsilon``. The noise and the sample come from the operating
+system's randomness, not from the plan's seed, which the hub knows. Batch norm mixes the examples
+of a batch, so a model with batch-norm layers is refused (GroupNorm or LayerNorm work).
+
 Needs PyTorch (the ``trainyard/train-torch`` image); ``import trainkit`` alone does not load it.
 
 Examples
@@ -19,6 +29,7 @@ Examples
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -26,11 +37,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import privacy
 from ._errors import TrainkitError
 from ._job import Job
 from .compression import compress_update, read_safetensors, write_safetensors
 
-__all__ = ["is_batch_norm", "run_round"]
+__all__ = ["DPSGD", "clipped_gradient_sum", "is_batch_norm", "run_round"]
 
 _BN = "bn::"
 _RESIDUAL = "residual::"
@@ -44,6 +56,121 @@ def is_batch_norm(model: nn.Module) -> set[str]:
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             names.update(f"{prefix}.{name}" if prefix else name for name in module.state_dict())
     return names
+
+
+def _refuse_batch_norm(model: nn.Module) -> None:
+    for prefix, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            raise TrainkitError(
+                f"DP-SGD needs each example's own gradient, and the batch-norm layer {prefix!r} "
+                f"({type(module).__name__}) mixes the examples of a batch: use GroupNorm or LayerNorm instead"
+            )
+
+
+def clipped_gradient_sum(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    clip: float,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """The sum of each example's gradient clipped to L2 norm ``clip``; the norms before and the losses.
+
+    Each example's gradient is taken over all the model's trainable parameters together
+    (``torch.func``: ``vmap`` of ``grad_and_value`` of the loss of that one example).
+
+    Raises
+    ------
+    TrainkitError
+        When the model has batch-norm layers.
+    """
+    _refuse_batch_norm(model)
+    params = {name: value.detach() for name, value in model.named_parameters() if value.requires_grad}
+    buffers = {name: value.detach() for name, value in model.named_buffers()}
+
+    def loss_of_one(weights: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = torch.func.functional_call(model, (weights, buffers), (x.unsqueeze(0),))
+        loss: torch.Tensor = loss_fn(out, y.unsqueeze(0))
+        return loss
+
+    each = torch.func.vmap(torch.func.grad_and_value(loss_of_one), in_dims=(None, 0, 0), randomness="different")
+    grads, losses = each(params, inputs, targets)
+    flat = torch.cat([grad.reshape(len(inputs), -1) for grad in grads.values()], dim=1)
+    norms = flat.norm(dim=1)
+    scale = (clip / (norms + 1e-12)).clamp(max=1.0)
+    summed = {name: torch.einsum("i,i...->...", scale, grad) for name, grad in grads.items()}
+    return summed, norms, losses.detach()
+
+
+class DPSGD:
+    """DP-SGD's steps over one station's data: Poisson samples, clipped per-example gradients, noise.
+
+    Parameters
+    ----------
+    noise_multiplier
+        sigma: the noise's std on the summed clipped gradients, in clips.
+    clip
+        C: each example's gradient is clipped to this L2 norm.
+    batch_size
+        The expected batch: each example is in a step's sample with probability batch / N.
+    generator
+        Only for tests; by default seeded from the operating system (a seed the hub knows would
+        let it take the noise out).
+    """
+
+    def __init__(
+        self,
+        *,
+        noise_multiplier: float,
+        clip: float,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if noise_multiplier <= 0 or clip <= 0 or batch_size < 1:
+            raise TrainkitError("DP-SGD needs a positive noise multiplier, clip and batch size")
+        self.noise_multiplier, self.clip, self.batch_size = noise_multiplier, clip, batch_size
+        self.generator = generator or torch.Generator().manual_seed(secrets.randbits(63))
+
+    def sampling_rate(self, examples: int) -> float:
+        """q = batch / N (1 when the batch holds every example)."""
+        return min(1.0, self.batch_size / examples) if examples else 1.0
+
+    def steps_per_epoch(self, examples: int) -> int:
+        """1 / q steps make one expected pass over the data."""
+        return max(1, round(1 / self.sampling_rate(examples)))
+
+    def epoch(
+        self,
+        model: nn.Module,
+        loss_fn: nn.Module,
+        optimiser: torch.optim.Optimizer,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        *,
+        extra_gradient: Callable[[], list[torch.Tensor]] | None = None,
+    ) -> list[float]:
+        """One epoch of DP-SGD steps; the mean loss of each step's sample (empty samples: none)."""
+        examples = len(inputs)
+        rate = self.sampling_rate(examples)
+        params = [value for value in model.parameters() if value.requires_grad]
+        names = [name for name, value in model.named_parameters() if value.requires_grad]
+        losses: list[float] = []
+        for _step in range(self.steps_per_epoch(examples)):
+            chosen = (torch.rand(examples, generator=self.generator) < rate).nonzero().squeeze(1)
+            if len(chosen):
+                summed, _norms, step_losses = clipped_gradient_sum(
+                    model, loss_fn, inputs[chosen], targets[chosen], clip=self.clip
+                )
+                losses.append(float(step_losses.mean()))
+            else:
+                summed = {name: torch.zeros_like(value) for name, value in zip(names, params, strict=True)}
+            extra = extra_gradient() if extra_gradient is not None else [torch.zeros(()) for _ in params]
+            for name, parameter, more in zip(names, params, extra, strict=True):
+                noise = torch.randn(parameter.shape, generator=self.generator) * (self.noise_multiplier * self.clip)
+                parameter.grad = (summed[name] + noise) / (rate * examples) + more
+            optimiser.step()
+        return losses
 
 
 def _load(path: Any) -> dict[str, torch.Tensor]:
@@ -60,6 +187,7 @@ def run_round(
     validate: Callable[[nn.Module], Metrics] | None = None,
     momentum: float = 0.9,
     update_name: str = "update.safetensors",
+    dp_generator: torch.Generator | None = None,
 ) -> Metrics:
     """Train ``model`` on ``data`` for this job's round and write its update; return the metrics.
 
@@ -76,11 +204,14 @@ def run_round(
     validate
         Called with the trained model in eval mode; its numbers join the metrics
         (e.g. ``val_accuracy`` for early stopping at the hub).
+    dp_generator
+        DP-SGD's source of randomness, only for tests (see :class:`DPSGD`).
 
     Raises
     ------
     TrainkitError
-        When the job is not a federated round, or the global model does not fit the model.
+        When the job is not a federated round, the global model does not fit the model, or the
+        round asks for DP-SGD and the model has batch-norm layers.
     """
     if job.round is None:
         raise TrainkitError("this train is federated: it runs in a round the hub opens")
@@ -106,8 +237,35 @@ def run_round(
     anchor = [parameter.detach().clone() for parameter in model.parameters()] if mu else []
     batch = int(config.get("batch_size", 32))
     losses: list[float] = []
+    epochs = int(config.get("local_epochs", 1))
+    sigma = config.get("dp_sgd_noise_multiplier")
+    private: Metrics = {}
     model.train()
-    for _epoch in range(int(config.get("local_epochs", 1))):
+    if sigma is not None:
+        dp = DPSGD(
+            noise_multiplier=float(sigma),
+            clip=float(config.get("dp_sgd_clip", 1.0)),
+            batch_size=batch,
+            generator=dp_generator,
+        )
+        _refuse_batch_norm(model)
+
+        def proximal() -> list[torch.Tensor]:
+            pairs = zip(model.parameters(), anchor, strict=True)
+            return [mu * (p.detach() - a) for p, a in pairs if p.requires_grad]
+
+        for _epoch in range(epochs):
+            losses.extend(dp.epoch(model, loss_fn, optimiser, inputs, targets, extra_gradient=proximal if mu else None))
+        steps = job.round.number * epochs * dp.steps_per_epoch(len(inputs))  # as if in every round so far
+        rate = dp.sampling_rate(len(inputs))
+        spent = privacy.epsilon(
+            noise_multiplier=dp.noise_multiplier,
+            sampling_rate=rate,
+            steps=steps,
+            delta=float(config.get("dp_delta", 1e-5)),
+        )
+        private = {"dp_sgd_epsilon": spent, "dp_sgd_sampling_rate": rate, "dp_sgd_steps": float(steps)}
+    for _epoch in range(epochs if sigma is None else 0):
         order = torch.randperm(len(inputs))
         for start in range(0, len(order), batch):
             index = order[start : start + batch]
@@ -121,7 +279,7 @@ def run_round(
             optimiser.step()
             losses.append(float(loss.detach()))
     model.eval()
-    metrics: Metrics = {"train_loss": float(np.mean(losses)) if losses else 0.0}
+    metrics: Metrics = {"train_loss": float(np.mean(losses)) if losses else 0.0, **private}
     if validate is not None:
         with torch.no_grad():
             metrics.update({name: float(value) for name, value in validate(model).items()})

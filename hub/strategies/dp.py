@@ -27,33 +27,26 @@ from typing import Any
 
 import torch
 
+from trainkit import privacy
+
 from .strategy import FitResult, RoundFailure, Strategy
 
 __all__ = ["DifferentialPrivacy", "epsilon_for", "noise_for_epsilon"]
 
 State = dict[str, torch.Tensor]
-_ORDERS = (1.25, 1.5, 1.75, 2, 2.5, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 128, 256, 512)
 
 
 def epsilon_for(*, noise_multiplier: float, rounds: int, delta: float = 1e-5) -> float:
-    """The ε after ``rounds`` Gaussian mechanisms with this noise multiplier (every station each round)."""
-    if noise_multiplier <= 0:
-        return math.inf
-    return min(rounds * alpha / (2 * noise_multiplier**2) + math.log(1 / delta) / (alpha - 1) for alpha in _ORDERS)
+    """The ε after ``rounds`` Gaussian mechanisms with this noise multiplier (every station each round).
+
+    :mod:`trainkit.privacy`'s accountant with a sampling rate of 1, as the stations' DP-SGD uses it.
+    """
+    return privacy.epsilon(noise_multiplier=noise_multiplier, sampling_rate=1.0, steps=rounds, delta=delta)
 
 
 def noise_for_epsilon(epsilon: float, *, rounds: int, delta: float = 1e-5) -> float:
-    """The smallest noise multiplier that keeps ``rounds`` rounds within ``epsilon`` (bisection)."""
-    if math.isinf(epsilon):
-        return 0.0
-    low, high = 1e-3, 1e4
-    for _ in range(100):
-        middle = (low + high) / 2
-        if epsilon_for(noise_multiplier=middle, rounds=rounds, delta=delta) > epsilon:
-            low = middle
-        else:
-            high = middle
-    return high
+    """The smallest noise multiplier (to 0.1 %) that keeps ``rounds`` rounds within ``epsilon``."""
+    return privacy.noise_for_epsilon(epsilon, sampling_rate=1.0, steps=rounds, delta=delta)
 
 
 class DifferentialPrivacy(Strategy):

@@ -20,7 +20,8 @@ def test_exported_members_are_sorted_and_complete() -> None:
     assert trainkit.__all__ == expected
     assert sorted(trainkit.__all__) == trainkit.__all__
     public = {name for name in dir(trainkit) if not name.startswith("_")}
-    assert public - set(expected) <= {"annotations", "compression", "fl"}  # submodules (numpy, torch) once imported
+    # submodules (numpy, torch) once imported
+    assert public - set(expected) <= {"annotations", "compression", "fl", "privacy"}
 
 
 def test_import_trainkit_loads_no_third_party_module() -> None:
