@@ -14,6 +14,7 @@ import math
 import threading
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import torch
 from sqlalchemy import Engine, update
@@ -38,7 +39,7 @@ from hub.models import (
 )
 from hub.strategies import RoundError, RoundFailure, is_batch_norm_parameter
 from hub.strategies.dp import DifferentialPrivacy, epsilon_for
-from protocol import FederatedPlan, JobStatus, ModelUpdateRef, RoundSpec, SignedManifest, utc_now
+from protocol import FederatedPlan, JobStatus, ModelUpdateRef, RoundSpec, SignedManifest, UpdateKey, utc_now
 
 from ._plans import (
     LazyResults,
@@ -424,7 +425,7 @@ class RoundCoordinator:
                         }
                         for r in rounds
                     ],
-                    "dp": _dp_budget(plan, len(rounds)),
+                    "dp": _dp_budget(plan, rounds),
                     "stopped": run.reason,
                 },
             )
@@ -497,12 +498,37 @@ def _weighted_metrics(entries: Sequence[tuple[int, dict[str, float]]]) -> dict[s
     return out
 
 
-def _dp_budget(plan: FederatedPlan, rounds: int) -> dict[str, float | str | None] | None:
-    """The (ε, δ) the run spent, when the plan adds noise (Gaussian mechanism, RDP composition)."""
+def _dp_budget(plan: FederatedPlan, rounds: Sequence[FLRound]) -> dict[str, Any] | None:
+    """The (ε, δ) the run spent, when the plan adds noise: at the hub (Gaussian mechanism, RDP
+    composition over the rounds) or at each station (DP-SGD: the largest ε a station reported)."""
+    if plan.dp_sgd_noise_multiplier is not None:
+        spent = {
+            station: float(metrics[UpdateKey.DP_SGD_EPSILON.value])
+            for row in rounds
+            for station, metrics in row.station_metrics.items()
+            if UpdateKey.DP_SGD_EPSILON.value in metrics
+        }  # later rounds overwrite earlier ones: each station's ε so far
+        rates = {
+            station: float(metrics[UpdateKey.DP_SGD_SAMPLING_RATE.value])
+            for row in rounds
+            for station, metrics in row.station_metrics.items()
+            if UpdateKey.DP_SGD_SAMPLING_RATE.value in metrics
+        }
+        return {
+            "epsilon": max(spent.values()) if spent else None,
+            "delta": plan.dp_delta,
+            "noise_multiplier": plan.dp_sgd_noise_multiplier,
+            "clip_norm": plan.dp_sgd_clip,
+            "sampling_rate": max(rates.values()) if rates else None,
+            "epochs": plan.local_epochs,
+            "rounds": len(rounds),
+            "stations": spent,
+            "mechanism": "DP-SGD at each station (local DP on each station's data)",
+        }
     if plan.dp_noise_multiplier is None or plan.dp_clip_norm is None:
         return None
-    sigma, delta = plan.dp_noise_multiplier, 1e-5
-    epsilon = epsilon_for(noise_multiplier=sigma, rounds=rounds, delta=delta)
+    sigma, delta = plan.dp_noise_multiplier, plan.dp_delta
+    epsilon = epsilon_for(noise_multiplier=sigma, rounds=len(rounds), delta=delta)
     return {
         "epsilon": None if math.isinf(epsilon) else epsilon,
         "delta": delta,

@@ -60,6 +60,10 @@ def strategy_for(plan: FederatedPlan, collections: Sequence[str]) -> Strategy:
         extra[FLConfigKey.DP_CLIP_NORM.value] = plan.dp_clip_norm
     if plan.dp_noise_multiplier is not None:
         extra[FLConfigKey.DP_NOISE_MULTIPLIER.value] = plan.dp_noise_multiplier
+    if plan.dp_sgd_noise_multiplier is not None:  # DP-SGD at each station (trainkit.fl)
+        extra[FLConfigKey.DP_SGD_NOISE_MULTIPLIER.value] = plan.dp_sgd_noise_multiplier
+        extra[FLConfigKey.DP_SGD_CLIP.value] = plan.dp_sgd_clip
+        extra[FLConfigKey.DP_DELTA.value] = plan.dp_delta
     options = StrategyOptions(
         fraction_fit=plan.fraction,
         min_fit_stations=plan.min_stations,

@@ -104,6 +104,15 @@ def test_read_train_config_federated_plan(tmp_path: Path) -> None:
     assert (config.federated.strategy, config.federated.rounds, config.federated.compression) == ("fedprox", 5, "fp16")
 
 
+def test_read_train_config_dp_sgd_keys(tmp_path: Path) -> None:
+    extra = "[federated]\ndp_sgd_noise_multiplier = 1.1\ndp_sgd_clip = 0.5\ndp_delta = 1e-6\n"
+    config = read_train_config(_federated_dir(tmp_path, extra))
+
+    assert config.federated is not None
+    assert (config.federated.dp_sgd_noise_multiplier, config.federated.dp_sgd_clip) == (1.1, 0.5)
+    assert config.federated.dp_delta == 1e-6
+
+
 def test_read_train_config_federated_defaults(tmp_path: Path) -> None:
     config = read_train_config(_federated_dir(tmp_path, ""))
 
@@ -117,6 +126,8 @@ def test_read_train_config_federated_defaults(tmp_path: Path) -> None:
         ('[federated]\nstrategy = "fedmagic"\n', "federated.strategy"),
         ("[federated]\nrounds = 0\n", "federated.rounds"),
         ("[federated]\ncolour = 1\n", "federated.colour"),
+        ("[federated]\ndp_sgd_noise_multiplier = 0\n", "federated.dp_sgd_noise_multiplier"),
+        ("[federated]\ndp_delta = 1\n", "federated.dp_delta"),
         ('[federated]\nupdate_output = "weights.safetensors"\n', 'name = "weights.safetensors"'),
     ],
 )

@@ -191,6 +191,23 @@ def _check_secagg(plan: FederatedPlan) -> None:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=problem)
 
 
+def _check_dp_sgd(plan: FederatedPlan) -> None:
+    """DP-SGD at the stations: one kind of differential privacy per plan, and no batch norm to keep."""
+    problem = None
+    if plan.dp_clip_norm is not None or plan.dp_noise_multiplier is not None:
+        problem = (
+            "choose one kind of differential privacy: DP-SGD at each station (dp_sgd_noise_multiplier) or the hub's "
+            "noise at aggregation (dp_clip_norm and dp_noise_multiplier), not both"
+        )
+    elif plan.strategy == "fedbn":
+        problem = (
+            "DP-SGD (dp_sgd_noise_multiplier) cannot train batch norm, which mixes the examples of a batch, so fedbn "
+            "has nothing to keep at the stations: use fedavg or fedprox with GroupNorm or LayerNorm"
+        )
+    if problem is not None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=problem)
+
+
 def _check_federated(manifest: TrainManifest, artifacts: ArtifactsDep) -> None:
     """A federated train declares the safetensors output its update travels in; a private one starts from a
     known model."""
@@ -202,6 +219,8 @@ def _check_federated(manifest: TrainManifest, artifacts: ArtifactsDep) -> None:
             status.HTTP_400_BAD_REQUEST,
             detail="differential privacy needs both dp_clip_norm and dp_noise_multiplier in [federated]",
         )
+    if plan is not None and plan.dp_sgd_noise_multiplier is not None:
+        _check_dp_sgd(plan)
     if plan is not None and plan.dp_clip_norm is not None and plan.initial_model is None:
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST,

@@ -582,3 +582,57 @@ def test_secure_aggregation_routes_check_signatures_and_keep_shares_for_their_re
     shares = federation.client.get(f"{path[a]}/shares", headers=headers[a]).json()
     assert [s["ciphertext"] for s in shares["shares"]] == [f"for-{a}"]
     assert shares["total_examples"] == 40
+
+
+def test_dp_sgd_at_the_stations_goes_in_the_round_config_and_its_largest_epsilon_in_the_provenance(
+    federation: Federation,
+) -> None:
+    train = _submit(federation, rounds=2, min_stations=2, dp_sgd_noise_multiplier=1.1, dp_sgd_clip=0.5, dp_delta=1e-6)
+    spent = {1: {STATION: 0.4, OTHER_STATION: 0.6}, 2: {STATION: 0.9, OTHER_STATION: 0.8}}
+    for number in (1, 2):
+        jobs = {name: _poll(federation, name) for name in federation.stations}
+        config = jobs[STATION].round.config if jobs[STATION].round else {}
+        assert config["dp_sgd_noise_multiplier"] == 1.1 and config["dp_sgd_clip"] == 0.5
+        assert config["dp_delta"] == 1e-6 and "dp_clip_norm" not in config
+        for name, job in jobs.items():
+            metrics = {"dp_sgd_epsilon": spent[number][name], "dp_sgd_sampling_rate": 0.05 if name == STATION else 0.1}
+            assert _deliver(federation, name, job, float(number), 10, metrics=metrics).status_code == 202
+
+    run = _rounds(federation, train["id"])
+    assert run["status"] == "finished", run
+    model = federation.client.get(f"/models/{run['model_id']}", headers=federation.researcher.headers).json()
+    dp = model["provenance"]["dp"]
+    assert dp["mechanism"] == "DP-SGD at each station (local DP on each station's data)"
+    assert dp["epsilon"] == 0.9  # the largest ε a station spent by the last round
+    assert sorted(dp["stations"].values()) == [0.8, 0.9]
+    assert dp["delta"] == 1e-6 and dp["noise_multiplier"] == 1.1 and dp["clip_norm"] == 0.5
+    assert dp["sampling_rate"] == 0.1 and dp["epochs"] == 1 and dp["rounds"] == 2
+
+
+@pytest.mark.parametrize(
+    ("plan", "message"),
+    [
+        (
+            {"dp_clip_norm": 1.0, "dp_noise_multiplier": 1.0},
+            "choose one kind of differential privacy: DP-SGD at each station (dp_sgd_noise_multiplier) or the hub's "
+            "noise at aggregation (dp_clip_norm and dp_noise_multiplier), not both",
+        ),
+        ({"strategy": "fedbn"}, "DP-SGD (dp_sgd_noise_multiplier) cannot train batch norm"),
+    ],
+)
+def test_dp_sgd_is_refused_with_the_hubs_dp_and_with_fedbn(
+    federation: Federation, plan: dict[str, Any], message: str
+) -> None:
+    answer = federation.client.post(
+        "/trains",
+        json=_manifest_for(federation, dp_sgd_noise_multiplier=1.0, **plan),
+        headers=federation.researcher.headers,
+    )
+
+    assert answer.status_code == 400
+    assert message in answer.json()["detail"]
+
+
+def test_dp_sgd_goes_with_secure_aggregation(federation: Federation) -> None:
+    train = _submit(federation, secagg=True, dp_sgd_noise_multiplier=1.0)
+    assert train["id"]
