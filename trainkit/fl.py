@@ -152,6 +152,8 @@ class DPSGD:
     ) -> list[float]:
         """One epoch of DP-SGD steps; the mean loss of each step's sample (empty samples: none)."""
         examples = len(inputs)
+        if not examples:
+            return []
         rate = self.sampling_rate(examples)
         params = [value for value in model.parameters() if value.requires_grad]
         names = [name for name, value in model.named_parameters() if value.requires_grad]

@@ -152,3 +152,18 @@ def test_differential_privacy_reports_its_budget_with_the_model(
     budget = model["provenance"]["dp"]
     assert budget["noise_multiplier"] == 1.1 and budget["delta"] == 1e-5
     assert budget["epsilon"] is not None and budget["epsilon"] > 0
+
+
+def test_dp_sgd_at_the_stations_reports_each_stations_epsilon(
+    federation: tuple[LocalFederation, GrantedProject], tmp_path: Path
+) -> None:
+    plan = f'strategy = "fedavg"\n{COMMON}dp_sgd_noise_multiplier = 1.0\ndp_sgd_clip = 1.0\n'
+    run, model = _run(federation, _train_with(tmp_path, plan))
+
+    spent = [row["station_metrics"][name]["dp_sgd_epsilon"] for row in run["rounds"] for name in row["contributed"]]
+    assert len(spent) == 2 * len(STATIONS) and all(value > 0 for value in spent)
+    budget = model["provenance"]["dp"]
+    assert budget["mechanism"] == "DP-SGD at each station (local DP on each station's data)"
+    assert budget["epsilon"] == max(spent) and budget["delta"] == 1e-5 and budget["rounds"] == 2
+    assert set(budget["stations"]) == set(federation[1].collections)
+    assert all(torch.isfinite(value.float()).all() for value in model["weights"].values())
