@@ -76,8 +76,15 @@ def _secagg_rows() -> dict[str, Any]:
     return secagg_rows()
 
 
+def _dp_sgd_rows() -> dict[str, Any]:
+    from bench.fl.dp_sgd import dp_sgd_rows
+
+    return dp_sgd_rows()
+
+
 HOOKS: list[tuple[str, Callable[[], dict[str, Any]]]] = [
     ("compression", compression_rows),
     ("dp", dp_rows),
+    ("dp_sgd", _dp_sgd_rows),
     ("secagg", _secagg_rows),
 ]
