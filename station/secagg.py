@@ -238,6 +238,9 @@ class _Protocol:
         names = [member.advert.participant for member in roster.members]
         if len(set(names)) != len(names) or self.me not in names:
             raise SecAggRefused("the hub's roster repeats a member or leaves this station out")
+        foreign = sorted(set(names) - set(self.job.signed_manifest.manifest.collections))
+        if foreign:  # the researcher signed which collections take part; the hub cannot add members
+            raise SecAggRefused(f"the hub's roster lists {', '.join(foreign)}, which the signed train does not name")
         for member in roster.members:
             advert = member.advert
             if advert.participant.split("/", 1)[0] != member.station:

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
-from protocol import SecAggSurvivors
-from station.secagg import SecAggRefused, _Session, forget_round, reveal_for, secagg_state_file
+from protocol import (
+    FederatedPlan,
+    Job,
+    KeyPair,
+    RoundSpec,
+    SecAggAdvert,
+    SecAggMember,
+    SecAggRoster,
+    SecAggSurvivors,
+    SignedManifest,
+    TrainKind,
+    generate_key_pair,
+)
+from station.secagg import SecAggRefused, _Protocol, _Session, forget_round, reveal_for, secagg_state_file
 
 SENDERS = ["a/ct", "b/ct", "c/ct", "d/ct"]
 RECEIVED = {member: {"s": f"5{i}", "b": f"b{i}"} for i, member in enumerate(SENDERS)}
@@ -70,3 +84,44 @@ def test_round_secrets_are_private_and_survive_a_restart(tmp_path: Path) -> None
     assert again.key("s").public_key().public_bytes_raw() == first.key("s").public_key().public_bytes_raw()
     forget_round(tmp_path, "job/1")
     assert not path.exists()
+
+
+def test_a_roster_with_a_member_the_signed_train_does_not_name_is_refused(
+    researcher: KeyPair, job_for: Callable[..., Job], tmp_path: Path
+) -> None:
+    base = job_for(researcher, b"bundle")
+    manifest = base.signed_manifest.manifest.model_copy(
+        update={"kind": TrainKind.FEDERATED, "federated": FederatedPlan(secagg=True)}
+    )
+    job = base.model_copy(
+        update={
+            "round": RoundSpec(number=1),
+            "signed_manifest": SignedManifest(manifest=manifest, signature=base.signed_manifest.signature),
+        }
+    )
+    keys = generate_key_pair()
+
+    def member(participant: str) -> SecAggMember:
+        advert = SecAggAdvert(
+            participant=participant,
+            c_public=keys.encryption_public,
+            s_public=keys.encryption_public,
+            num_examples=10,
+            signature="00",
+        )
+        return SecAggMember(advert=advert, station=participant.split("/")[0], station_signing_key=keys.signing_public)
+
+    me = f"{job.station}/{job.collection}"
+    roster = SecAggRoster(train_id=job.train_id, round=1, threshold=2, members=(member(me), member("invented/ct")))
+    protocol_run = _Protocol(
+        client=httpx.Client(),
+        job=job,
+        keys=keys,
+        session=_Session.load(secagg_state_file(tmp_path, job.job_id)),
+        wait_s=1,
+        poll_s=0.1,
+        sleep=lambda _: None,
+    )
+
+    with pytest.raises(SecAggRefused, match="invented/ct, which the signed train does not name"):
+        protocol_run._check_roster(roster)
