@@ -35,6 +35,7 @@ __all__ = [
     "BLOB",
     "MAX_ELEMENTS",
     "UpdateTooLarge",
+    "check_declared",
     "is_layout_name",
     "is_packed",
     "pack_update",
@@ -249,6 +250,22 @@ def _split(flat: np.ndarray, shapes: Shapes) -> Arrays:
     return out
 
 
+def check_declared(
+    declared: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]] | None, limit: int
+) -> None:
+    """Refuse an update whose declared tensors exceed ``limit`` entries or do not fit the model's names and shapes."""
+    total = sum(math.prod(shape) for shape in declared.values())
+    if total > limit:
+        raise UpdateTooLarge(f"the update declares {total} entries (limit {limit})")
+    if expected is not None:
+        unknown = sorted(set(declared) - set(expected))
+        if unknown:
+            raise ValueError(f"the update names tensors the model does not have: {unknown[:5]}")
+        wrong = sorted(name for name, shape in declared.items() if tuple(expected[name]) != shape)
+        if wrong:
+            raise ValueError(f"the update's shapes differ from the model's for {wrong[:5]}")
+
+
 def unpack_update(
     tensors: Mapping[str, np.ndarray],
     metadata: Mapping[str, str],
@@ -270,16 +287,7 @@ def unpack_update(
         if twice:
             raise ValueError(f"tensors declared twice: {twice[:5]}")
         declared.update(part)
-    total = sum(math.prod(shape) for shape in declared.values())
-    if total > limit:
-        raise UpdateTooLarge(f"the update declares {total} entries (limit {limit})")
-    if expected is not None:
-        unknown = sorted(set(declared) - set(expected))
-        if unknown:
-            raise ValueError(f"the update names tensors the model does not have: {unknown[:5]}")
-        wrong = sorted(name for name, shape in declared.items() if tuple(expected[name]) != shape)
-        if wrong:
-            raise ValueError(f"the update's shapes differ from the model's for {wrong[:5]}")
+    check_declared(declared, expected, limit)
     if "index" in metadata and (method != "topk" or not layout):
         raise ValueError("only a top-k update with a layout has an index coding")
     reader = _Reader(tensors[BLOB])

@@ -49,6 +49,7 @@ import numpy as np
 from ._packed import (
     MAX_ELEMENTS,
     UpdateTooLarge,
+    check_declared,
     is_layout_name,
     is_packed,
     pack_update,
@@ -291,16 +292,7 @@ def decompress_update(
         raise ValueError("the update's shapes are not a JSON object of lists of sizes") from exc
     plain = {name: value for name, value in tensors.items() if "::" not in name}
     declared = {**{name: tuple(value.shape) for name, value in plain.items()}, **shapes}
-    total = sum(math.prod(shape) for shape in declared.values())
-    if total > limit:
-        raise UpdateTooLarge(f"the update declares {total} entries (limit {limit})")
-    if expected is not None:
-        unknown = sorted(set(declared) - set(expected))
-        if unknown:
-            raise ValueError(f"the update names tensors the model does not have: {unknown[:5]}")
-        wrong = sorted(name for name, shape in declared.items() if tuple(expected[name]) != shape)
-        if wrong:
-            raise ValueError(f"the update's shapes differ from the model's for {wrong[:5]}")
+    check_declared(declared, expected, limit)
     dense = _legacy_parts(tensors, method, shapes)
     for name, value in plain.items():
         if name in shapes:
