@@ -81,6 +81,7 @@ from ._schemas import utc_now as utc_now
 from ._secagg import SECAGG_PRIME as SECAGG_PRIME
 from ._secagg import SecAggAdvert as SecAggAdvert
 from ._secagg import SecAggMember as SecAggMember
+from ._secagg import SecAggMeta as SecAggMeta
 from ._secagg import SecAggPhase as SecAggPhase
 from ._secagg import SecAggReveal as SecAggReveal
 from ._secagg import SecAggRoster as SecAggRoster
@@ -144,6 +145,7 @@ __all__ = [
     "SealedBox",
     "SecAggAdvert",
     "SecAggMember",
+    "SecAggMeta",
     "SecAggPhase",
     "SecAggReveal",
     "SecAggRoster",

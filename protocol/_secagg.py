@@ -26,6 +26,7 @@ import math
 import os
 import secrets
 from collections.abc import Mapping, Sequence
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,7 @@ __all__ = [
     "SECAGG_PRIME",
     "SecAggAdvert",
     "SecAggMember",
+    "SecAggMeta",
     "SecAggPhase",
     "SecAggReveal",
     "SecAggRoster",
@@ -80,6 +82,15 @@ _INFO_MASK = b"trainyard/secagg/mask/v1"
 _INFO_SHARE = b"trainyard/secagg/share/v1"
 _RAW = serialization.Encoding.Raw
 _RAW_PUB = serialization.PublicFormat.Raw
+
+
+class SecAggMeta(StrEnum):
+    """Keys of a masked update's safetensors metadata (beside ``update_kind = secagg``)."""
+
+    BASE = "secagg_base"
+    """``delta``: the masked values are the change from the round's global model; ``weights``: the weights."""
+    DTYPES = "secagg_dtypes"
+    """JSON of each tensor's original dtype (``F32``, ``I64``, ...)."""
 
 
 class SecAggPhase:

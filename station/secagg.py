@@ -36,6 +36,7 @@ from protocol import (
     KeyPair,
     ModelUpdateRef,
     SecAggAdvert,
+    SecAggMeta,
     SecAggPhase,
     SecAggReveal,
     SecAggRoster,
@@ -70,8 +71,6 @@ __all__ = ["SecAggRefused", "forget_round", "mask_round_update", "reveal_for", "
 
 logger = logging.getLogger(__name__)
 
-META_BASE = "secagg_base"
-META_DTYPES = "secagg_dtypes"
 _DTYPE_NAMES = {"int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
 
 
@@ -396,8 +395,8 @@ class _Protocol:
             offset += size
         metadata = {
             "update_kind": "secagg",
-            META_BASE: "delta" if global_tensors is not None else "weights",
-            META_DTYPES: json.dumps(dtypes, sort_keys=True),
+            SecAggMeta.BASE.value: "delta" if global_tensors is not None else "weights",
+            SecAggMeta.DTYPES.value: json.dumps(dtypes, sort_keys=True),
         }
         return write_safetensors(out, metadata)
 

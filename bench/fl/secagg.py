@@ -30,6 +30,7 @@ from hub.fl import decode_state, encode_state
 from hub.strategies import FedAvg, FitResult, StrategyOptions
 from protocol import (
     SecAggAdvert,
+    SecAggMeta,
     SecAggReveal,
     SecAggShares,
     advert_bytes,
@@ -135,7 +136,7 @@ def _masked_round(
         for k in keys:
             out[k] = y[offset : offset + tensors[k].size].reshape(tensors[k].shape)
             offset += tensors[k].size
-        data = write_safetensors(out, {"update_kind": "secagg", "secagg_base": "delta"})
+        data = write_safetensors(out, {"update_kind": "secagg", SecAggMeta.BASE.value: "delta"})
         update_bytes += len(data)
         sent += len(data)
         stored = read_safetensors(data)[0]  # the hub reads it back and adds it to the ring sum

@@ -31,6 +31,7 @@ from protocol import (
     ProtocolError,
     SecAggAdvert,
     SecAggMember,
+    SecAggMeta,
     SecAggPhase,
     SecAggReveal,
     SecAggRoster,
@@ -53,14 +54,10 @@ from trainkit.compression import read_safetensors
 
 from ._plans import decode_state, encode_state
 
-__all__ = ["META_SECAGG_BASE", "META_SECAGG_DTYPES", "SecAggError", "SecureAggregation", "secagg_context"]
+__all__ = ["SecAggError", "SecureAggregation", "secagg_context"]
 
 logger = logging.getLogger(__name__)
 
-META_SECAGG_BASE = "secagg_base"
-"""``delta``: the masked values are the change from the round's global model; ``weights``: the weights."""
-META_SECAGG_DTYPES = "secagg_dtypes"
-"""JSON of each tensor's original dtype (``F32``, ``I64``, ...)."""
 
 _FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 _TORCH_DTYPES = {
@@ -464,8 +461,8 @@ class SecureAggregation:
     def _round_base(self, sa: SecAggRound, meta: dict[str, str]) -> dict[str, torch.Tensor] | None:
         """The round's global model: the stations masked their change from it (round 1 without one: weights)."""
         kind = "delta" if sa.base_model is not None else "weights"
-        if meta.get(META_SECAGG_BASE) != kind:
-            raise ValueError(f"the masked updates must be {kind} ({META_SECAGG_BASE} = {kind})")
+        if meta.get(SecAggMeta.BASE) != kind:
+            raise ValueError(f"the masked updates must be {kind} ({SecAggMeta.BASE} = {kind})")
         if sa.base_model is None:
             return None
         return decode_state(self.artifacts.read_bytes(sa.base_model))
@@ -479,7 +476,7 @@ class SecureAggregation:
         round_model: dict[str, torch.Tensor] | None,
     ) -> dict[str, torch.Tensor]:
         try:
-            dtypes = json.loads(meta.get(META_SECAGG_DTYPES, "{}"))
+            dtypes = json.loads(meta.get(SecAggMeta.DTYPES, "{}"))
         except ValueError as exc:
             raise ValueError(f"the masked update's dtypes are not JSON: {exc}") from exc
         state: dict[str, torch.Tensor] = {}
