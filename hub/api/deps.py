@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -22,6 +22,8 @@ from hub.models import Job, Station, Token, Train, User
 from protocol import Role, SignatureError, key_id_for_public_key, verify_request
 
 __all__ = [
+    "BINARY_BODY",
+    "OCTET_STREAM",
     "AdminUser",
     "ArtifactsDep",
     "CatalogDep",
@@ -42,6 +44,12 @@ __all__ = [
     "WakeupsDep",
     "require_role",
 ]
+
+OCTET_STREAM = "application/octet-stream"
+BINARY_BODY: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}}}}
+}
+"""``openapi_extra`` of a route whose body is raw bytes (read from the request stream, not a model)."""
 
 _bearer = HTTPBearer(auto_error=False, description="A user's token from /auth/login, or a station's API token")
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import FileResponse
 
-from hub.api.deps import ArtifactsDep, CurrentCaller, ResearcherUser, SettingsDep
+from hub.api.deps import BINARY_BODY, OCTET_STREAM, ArtifactsDep, CurrentCaller, ResearcherUser, SettingsDep
 from hub.models import ArtifactPublic
 from protocol import is_content_address
 
 router = APIRouter(prefix="/artifacts", tags=["artifacts"])
-
-OCTET_STREAM = "application/octet-stream"
 
 
 def _check_address(address: str) -> None:
@@ -31,9 +29,7 @@ def _too_large(limit: int) -> HTTPException:
 @router.put(
     "/{address}",
     status_code=status.HTTP_201_CREATED,
-    openapi_extra={
-        "requestBody": {"required": True, "content": {OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}}}}
-    },
+    openapi_extra=BINARY_BODY,
 )
 async def upload_artifact(
     address: str,

@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from hub import audit, crud
 from hub.api.deps import (
+    BINARY_BODY,
     AdminUser,
     ArtifactsDep,
     CatalogDep,
@@ -224,12 +225,7 @@ def heartbeat_job(job_id: str, session: SessionDep, station: CurrentStation, set
 @router.put(
     "/me/jobs/{job_id}/update/{address}",
     status_code=status.HTTP_201_CREATED,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-        }
-    },
+    openapi_extra=BINARY_BODY,
 )
 async def upload_job_update(
     job_id: str,

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from hub import crud
-from hub.api.deps import ArtifactsDep, CurrentStation, EngineDep, SettingsDep
+from hub.api.deps import BINARY_BODY, ArtifactsDep, CurrentStation, EngineDep, SettingsDep
 from hub.blobs import BlobStore
 from hub.core.config import Settings
 from hub.uploads import ResumableUploads, UploadRefused
@@ -122,12 +122,7 @@ async def read_update_upload(
 
 @router.put(
     "/me/jobs/{job_id}/uploads/{upload_id}/{offset}",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-        }
-    },
+    openapi_extra=BINARY_BODY,
 )
 async def write_update_chunk(
     job_id: str,
