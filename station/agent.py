@@ -65,7 +65,7 @@ from .secagg import SecAggRefused, forget_round, mask_round_update
 from .state import StationIdentity, StationState
 from .stewards import check_job_grants, read_stewards
 from .summary import summarise_collection
-from .transfer import TransferError, TransferRefused, download_file, upload_file
+from .transfer import TransferError, TransferRefused, answer_summary, download_file, upload_file
 
 __all__ = ["HubError", "StationAgent", "enrol", "hub_client", "publish_collections", "run_agent"]
 
@@ -97,14 +97,6 @@ class _Held(Exception):
         super().__init__(reason)
         self.gate = gate
         self.reason = reason
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        detail = response.json().get("detail")
-    except (ValueError, AttributeError):
-        detail = None
-    return f"{response.status_code} {detail or response.reason_phrase}"
 
 
 class StationSignature(httpx.Auth):
@@ -192,7 +184,7 @@ def enrol(
     except httpx.HTTPError as exc:
         raise HubError(f"cannot reach the hub at {hub_url}: {exc}") from exc
     if response.status_code not in _ACCEPTED:
-        raise HubError(f"the hub refused the enrolment: {_detail(response)}")
+        raise HubError(f"the hub refused the enrolment: {answer_summary(response)}")
     enrolled = StationEnrolled.model_validate_json(response.content)
     identity = StationIdentity(name=name, hub_url=hub_url, station_id=enrolled.station_id, api_token=enrolled.api_token)
     state.write_identity(identity)
@@ -239,7 +231,7 @@ def publish_collections(settings: StationSettings, *, client: httpx.Client | Non
                 except httpx.HTTPError as exc:
                     raise HubError(f"cannot reach the hub at {identity.hub_url}: {exc}") from exc
                 if response.status_code not in _ACCEPTED:
-                    raise HubError(f"the hub refused the collection {record.slug!r}: {_detail(response)}")
+                    raise HubError(f"the hub refused the collection {record.slug!r}: {answer_summary(response)}")
                 append_audit(state.audit_file, "collection.published", collection=record.slug)
                 published.append(f"{identity.name}/{record.slug}")
     finally:
@@ -344,7 +336,7 @@ class StationAgent:
         if response.status_code == 204:
             return None
         if response.status_code != 200:
-            raise HubError(f"the hub refused the job poll: {_detail(response)}")
+            raise HubError(f"the hub refused the job poll: {answer_summary(response)}")
         try:
             return Job.model_validate_json(response.content)
         except ValidationError as exc:
@@ -582,7 +574,7 @@ class StationAgent:
         size = 0
         with self.client.stream("GET", f"/artifacts/{address}") as response:
             if response.status_code != 200:
-                raise _Refusal(f"the hub does not deliver the {what} {address}: {_detail(response)}")
+                raise _Refusal(f"the hub does not deliver the {what} {address}: {answer_summary(response)}")
             for chunk in response.iter_bytes():
                 size += len(chunk)
                 if size > limit:
@@ -852,7 +844,7 @@ class StationAgent:
                     logger.warning("heartbeat for job %s failed: %s", job_id, type(exc).__name__)
                     continue
                 if response.status_code == 409:
-                    reasons.append(f"the hub no longer expects the job ({_detail(response)})")
+                    reasons.append(f"the hub no longer expects the job ({answer_summary(response)})")
                     logger.warning("stopping job %s: %s", job_id, reasons[0])
                     stop_train.set()
                     return
@@ -887,11 +879,12 @@ class StationAgent:
             if response.status_code == 409 or (
                 400 <= response.status_code < 500 and response.status_code not in {408, 429}
             ):
-                logger.error("the hub refused the result of job %s for good: %s", envelope.job_id, _detail(response))
-                self._audit("result.rejected", job_id=envelope.job_id, detail=_detail(response))
+                detail = answer_summary(response)
+                logger.error("the hub refused the result of job %s for good: %s", envelope.job_id, detail)
+                self._audit("result.rejected", job_id=envelope.job_id, detail=detail)
                 self.outbox.remove(envelope.job_id)
                 return True
-            logger.warning("the hub answered %s to the result of job %s", _detail(response), envelope.job_id)
+            logger.warning("the hub answered %s to the result of job %s", answer_summary(response), envelope.job_id)
         return False
 
     def _upload_update(self, envelope: ResultEnvelope) -> bool:
@@ -913,8 +906,8 @@ class StationAgent:
         if response.status_code == 413:  # the hub takes smaller requests: send it in its chunk size
             return self._upload_update_in_chunks(envelope, kept)
         if 400 <= response.status_code < 500 and response.status_code not in {408, 429}:
-            logger.error("the hub refused the model update of job %s: %s", envelope.job_id, _detail(response))
-            self._audit("result.rejected", job_id=envelope.job_id, detail=_detail(response))
+            logger.error("the hub refused the model update of job %s: %s", envelope.job_id, answer_summary(response))
+            self._audit("result.rejected", job_id=envelope.job_id, detail=answer_summary(response))
             self.outbox.remove(envelope.job_id)
             return False
         raise httpx.HTTPError(f"the hub answered {response.status_code} to the model update")
@@ -959,7 +952,7 @@ class StationAgent:
                 waiting += 1
                 continue
             if response.status_code == 409:
-                self.approvals.mark(held.job_id, "cancelled", by="hub", comment=_detail(response))
+                self.approvals.mark(held.job_id, "cancelled", by="hub", comment=answer_summary(response))
                 continue
             waiting += 1
         return waiting

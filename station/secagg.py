@@ -65,7 +65,7 @@ from trainkit.compression import read_safetensors, write_safetensors
 
 from .outbox import file_name_for_job
 from .state import write_private_file
-from .transfer import TransferError, TransferRefused, upload_file
+from .transfer import TransferError, TransferRefused, answer_summary, upload_file
 
 __all__ = ["SecAggRefused", "forget_round", "mask_round_update", "reveal_for", "secagg_state_file"]
 
@@ -150,7 +150,7 @@ class _Protocol:
                 if response.status_code == 200:
                     return
                 if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
-                    raise SecAggRefused(f"the hub refused the {step} step: {_detail(response)}")
+                    raise SecAggRefused(f"the hub refused the {step} step: {answer_summary(response)}")
             if time.monotonic() > deadline:
                 raise SecAggRefused(f"the hub did not take the {step} step within {self.wait_s:g} s")
             self._sleep(self.poll_s)
@@ -167,7 +167,8 @@ class _Protocol:
                     answer: dict[str, Any] = response.json()
                     return answer
                 if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
-                    raise SecAggRefused(f"the hub ended secure aggregation at the {publication}: {_detail(response)}")
+                    ended = answer_summary(response)
+                    raise SecAggRefused(f"the hub ended secure aggregation at the {publication}: {ended}")
             if time.monotonic() > deadline:
                 raise SecAggRefused(
                     f"the hub did not publish the {publication} of secure aggregation within {self.wait_s:g} s"
@@ -185,7 +186,7 @@ class _Protocol:
             if response.status_code in (200, 201):
                 return
             if response.status_code != 413:
-                raise SecAggRefused(f"the hub refused the masked update: {_detail(response)}")
+                raise SecAggRefused(f"the hub refused the masked update: {answer_summary(response)}")
         try:
             upload_file(self.client, self.job.job_id, path, address=address)
         except (TransferRefused, TransferError) as exc:
@@ -515,11 +516,3 @@ def forget_round(state_root: Path, job_id: str) -> None:
     path = secagg_state_file(state_root, job_id)
     path.unlink(missing_ok=True)
     path.with_suffix(".masked").unlink(missing_ok=True)
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        detail = response.json().get("detail")
-    except (ValueError, AttributeError):
-        detail = None
-    return f"{response.status_code} {detail or response.reason_phrase}"

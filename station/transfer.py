@@ -23,7 +23,7 @@ import httpx
 
 from protocol import DEFAULT_CHUNK_BYTES, ContentHashError, UploadStart, UploadStatus
 
-__all__ = ["TransferError", "TransferRefused", "download_file", "upload_file"]
+__all__ = ["TransferError", "TransferRefused", "answer_detail", "answer_summary", "download_file", "upload_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ class TransferRefused(Exception):
         self.detail = detail
 
 
-def _detail(response: httpx.Response) -> str:
+def answer_detail(response: httpx.Response) -> str:
+    """The hub's ``detail`` of an answer (its JSON error body), or the HTTP reason phrase."""
     try:
         detail = response.json().get("detail")
     except (ValueError, AttributeError):
@@ -52,12 +53,17 @@ def _detail(response: httpx.Response) -> str:
     return str(detail or response.reason_phrase)
 
 
+def answer_summary(response: httpx.Response) -> str:
+    """The status code and the hub's detail of an answer, for logs and failure reasons."""
+    return f"{response.status_code} {answer_detail(response)}"
+
+
 def _raise_for(response: httpx.Response, what: str) -> None:
     if response.status_code < 400:
         return
     if response.status_code < 500 and response.status_code not in _RETRYABLE:
-        raise TransferRefused(response.status_code, f"{what}: {_detail(response)}")
-    raise TransferError(f"{what}: the hub answered {response.status_code} {_detail(response)}")
+        raise TransferRefused(response.status_code, f"{what}: {answer_detail(response)}")
+    raise TransferError(f"{what}: the hub answered {response.status_code} {answer_detail(response)}")
 
 
 def upload_file(
@@ -110,7 +116,7 @@ def upload_file(
                     continue
                 if answer.status_code in (404, 410):
                     logger.warning(
-                        "the upload of job %s is gone at the hub (%s): starting again", job_id, _detail(answer)
+                        "the upload of job %s is gone at the hub (%s): starting again", job_id, answer_detail(answer)
                     )
                     break
                 _raise_for(answer, f"the chunk at byte {offset}")
