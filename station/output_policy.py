@@ -27,6 +27,7 @@ DICOM to process and serves ``trainyard station deidentify`` only.
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 from collections.abc import Callable, Iterable
@@ -171,18 +172,32 @@ def _check_compressed(name: str, data: bytes, metadata: dict[str, Any], rules: D
         raise OutputViolation(
             name, "tensors are model parameters", f"the {compression} update does not decode: {exc}"
         ) from exc
+    _check_metadata(name, metadata, rules, layout=_LAYOUT_KEYS)
+    _check_tensor_sizes(
+        name,
+        ((tensor, str(a.dtype), bool(np.issubdtype(a.dtype, np.floating)), int(a.size)) for tensor, a in dense.items()),
+        rules,
+    )
+
+
+def _check_metadata(name: str, metadata: dict[str, Any], rules: DisclosureRules, *, layout: set[str]) -> None:
+    """No identifier in a safetensors file's text metadata (``layout`` keys list tensor names and sizes)."""
     for key, value in metadata.items():
-        found = None if key in _LAYOUT_KEYS else _identifier_in(str(value), rules)
+        found = None if key in layout else _identifier_in(str(value), rules)
         if found:
             raise OutputViolation(name, "no identifiers", f"the metadata holds {found}")
+
+
+def _check_tensor_sizes(name: str, tensors: Iterable[tuple[str, str, bool, int]], rules: DisclosureRules) -> None:
+    """Integer tensors stay small and all tensors together under the limit (``(name, dtype, float?, size)``)."""
     total = 0
-    for tensor, array in dense.items():
-        total += int(array.size)
-        if not np.issubdtype(array.dtype, np.floating) and array.size > rules.max_int_elements:
+    for tensor, dtype, floating, elements in tensors:
+        total += elements
+        if not floating and elements > rules.max_int_elements:
             raise OutputViolation(
                 name,
                 "tensors are model parameters",
-                f"tensor {tensor!r} is {array.dtype} with {array.size} elements: integer arrays that large look like "
+                f"tensor {tensor!r} is {dtype} with {elements} elements: integer arrays that large look like "
                 f"image data (limit {rules.max_int_elements})",
             )
     if total > rules.max_tensor_elements:
@@ -196,30 +211,14 @@ def _check_safetensors(name: str, data: bytes, rules: DisclosureRules) -> None:
     if str(metadata.get("compression", "none")) in _COMPRESSED:
         _check_compressed(name, data, metadata, rules)
         return
-    total = 0
-    for tensor, info in header.items():
-        if tensor == "__metadata__":
-            for key, value in (info or {}).items():
-                if key == "shapes":
-                    continue  # an empty object in a dense update
-                found = _identifier_in(str(value), rules)
-                if found:
-                    raise OutputViolation(name, "no identifiers", f"the metadata holds {found}")
-            continue
-        elements = 1
-        for dim in info.get("shape", []):
-            elements *= int(dim)
-        total += elements
-        dtype = str(info.get("dtype", "?"))
-        if dtype not in _FLOAT_DTYPES and elements > rules.max_int_elements:
-            raise OutputViolation(
-                name,
-                "tensors are model parameters",
-                f"tensor {tensor!r} is {dtype} with {elements} elements: integer arrays that large look like "
-                f"image data (limit {rules.max_int_elements})",
-            )
-    if total > rules.max_tensor_elements:
-        raise OutputViolation(name, "tensor size", f"{total} elements in all (limit {rules.max_tensor_elements})")
+    _check_metadata(name, metadata, rules, layout={"shapes"})  # shapes: an empty object in a dense update
+    sizes = (_header_size(tensor, info) for tensor, info in header.items() if tensor != "__metadata__")
+    _check_tensor_sizes(name, sizes, rules)
+
+
+def _header_size(tensor: str, info: dict[str, Any]) -> tuple[str, str, bool, int]:
+    dtype = str(info.get("dtype", "?"))
+    return tensor, dtype, dtype in _FLOAT_DTYPES, math.prod(int(dim) for dim in info.get("shape", []))
 
 
 def check_disclosure(files: Iterable[tuple[str, str, bytes]], rules: DisclosureRules) -> None:
